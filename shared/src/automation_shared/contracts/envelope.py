@@ -1,0 +1,107 @@
+"""The CloudEvents 1.0 envelope every message on every topic carries (DESIGN §4).
+
+Wire format is structured-mode CloudEvents JSON in the Kafka record value. Models are frozen
+and ignore unknown fields so consumers tolerate additions by newer producers.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from automation_shared.errors import MalformedEnvelope, OversizedMessage
+
+MAX_CHAIN_HOPS = 10
+
+
+class AutomationChain(BaseModel):
+    """Which automations led to this event, for loop detection."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    ids: tuple[str, ...] = Field((), description="Automation ids that caused this event, oldest first.")
+    hops: int = Field(0, ge=0, description="How many automation hops led to this event.")
+
+    def extended(self, automation_id: str) -> AutomationChain:
+        """The chain of an event caused by ``automation_id`` acting on this one."""
+        return AutomationChain(ids=(*self.ids, automation_id), hops=self.hops + 1)
+
+
+class Envelope(BaseModel):
+    """A CloudEvents 1.0 event with the platform's extension attributes."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str = Field(min_length=1, max_length=200, description="Event id; with `source`, the dedupe key.")
+    type: str = Field(min_length=1, max_length=200, description="Event type, e.g. `trigger.detected`.")
+    source: str = Field(min_length=1, max_length=500, description="Producing service or upstream system.")
+    specversion: Literal["1.0"] = Field("1.0", description="CloudEvents spec version.")
+    time: datetime | None = Field(None, description="When it happened (tz-aware, normalised to UTC).")
+    subject: str | None = Field(None, max_length=500, description="Entity the event is about.")
+    tenantid: str = Field(min_length=1, max_length=200, description="Tenant (CloudEvents extension).")
+    dataschemaversion: int = Field(1, ge=1, description="Version of the `data` schema for this type.")
+    datacontenttype: str = Field("application/json", description="Content type of `data`.")
+    correlationid: str | None = Field(None, description="Id of the root event of the chain.")
+    causationid: str | None = Field(None, description="Id of the event that caused this one.")
+    automationchain: AutomationChain = Field(
+        default_factory=AutomationChain, description="Automations that led here (loop detection)."
+    )
+    data: dict[str, Any] = Field(default_factory=dict, description="The type's payload.")
+
+    @field_validator("time")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("time must carry a timezone offset")
+        return value.astimezone(UTC)
+
+    @property
+    def dedupe_key(self) -> str:
+        """``source`` + ``id``: what every consumer deduplicates on."""
+        return f"{self.source}\x1f{self.id}"
+
+    def to_bytes(self) -> bytes:
+        """Structured-mode CloudEvents JSON."""
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+def parse_envelope(raw: bytes | None, *, max_bytes: int) -> Envelope:
+    """Decode one Kafka record value into an envelope.
+
+    Raises:
+        OversizedMessage: the value is larger than ``max_bytes``.
+        MalformedEnvelope: not JSON, not an object, or required attributes missing/invalid.
+    """
+    if raw is None:
+        raise MalformedEnvelope("empty record value (tombstone) where an event was expected")
+    if len(raw) > max_bytes:
+        raise OversizedMessage(f"message of {len(raw)} bytes exceeds the limit of {max_bytes}")
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedEnvelope(f"not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise MalformedEnvelope("envelope must be a JSON object")
+    try:
+        return Envelope.model_validate(document)
+    except ValidationError as exc:
+        raise MalformedEnvelope(describe_validation_error(exc)) from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each invalid field and why, e.g. ``tenantid: Field required``."""
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"]) or "<root>"
+        parts.append(f"{location}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def utcnow_iso(now: datetime) -> str:
+    """ISO-8601 text of a UTC instant (helper for payloads that carry times as text)."""
+    return now.astimezone(UTC).isoformat()
