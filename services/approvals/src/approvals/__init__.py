@@ -1,0 +1,3 @@
+"""Approvals service: governance queue for runs and steps that need a decision."""
+
+SCHEMA = "approvals"
