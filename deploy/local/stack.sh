@@ -274,8 +274,10 @@ case "${1:-}" in
   services-up) services_up ;;
   up) cmd_install; pg_up; kafka_up; provision; services_up ;;
   down) cmd_down ;;
+  wipe) cmd_down; [[ -f "$STACK_DIR/pgdata.path" ]] && rm -rf "$(cat "$STACK_DIR/pgdata.path")"; rm -rf "$STACK_DIR" ;;
+  demo) "$PY" "$ROOT/deploy/local/demo.py" ;;
   status) cmd_status ;;
   logs) tail -n "${LINES_:-50}" -F "$STACK_DIR"/logs/*.log ;;
   env) cmd_env ;;
-  *) echo "usage: $0 <install|infra-up|services-up|up|down|status|logs|env>" >&2; exit 2 ;;
+  *) echo "usage: $0 <install|infra-up|services-up|up|down|wipe|demo|status|logs|env>" >&2; exit 2 ;;
 esac

@@ -1,0 +1,39 @@
+# Local stack and tests. `make up` / `make test` work from a fresh clone (see README.md).
+SHELL := /bin/bash
+STACK := deploy/local/stack.sh
+PY := .venv/bin/python
+TENANT ?= demo
+ROLE ?= admin
+
+.PHONY: up down status logs token test test-stack-up test-stack-down lint bench install lock
+
+install:            ## install Python deps (.venv), fetch Kafka jars, check Postgres binaries
+	@$(STACK) install
+
+up:                 ## start Kafka, Postgres, the four services, load demo rules and traffic
+	@$(STACK) up
+	@$(STACK) demo
+
+down:               ## stop exactly what `make up` started
+	@$(STACK) down
+
+status:             ## what is running
+	@$(STACK) status
+
+logs:               ## follow every log of the stack
+	@$(STACK) logs
+
+token:              ## print a JWT: make token TENANT=<id> ROLE=<role>
+	@$(STACK) install >/dev/null
+	@$(PY) -m automation_shared.cli token --tenant "$(TENANT)" --role "$(ROLE)"
+
+test:               ## install, start a separate test stack, run the whole suite, stop it
+	@deploy/local/test.sh
+
+lint:               ## ruff over the workspace
+	@$(STACK) install >/dev/null
+	@.venv/bin/ruff check shared services tests deploy
+
+lock:               ## re-resolve dependencies and rewrite requirements.lock
+	@uv lock -q && uv export --all-packages --all-groups --no-hashes --no-emit-workspace --no-header \
+		--format requirements-txt -o requirements.lock -q

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `make test`: install, start a test stack on its own ports and directory (never the `make up`
+# one), run the whole suite against real Kafka and real Postgres, then stop the test stack.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+
+export STACK_NAME=test
+export KAFKA_PORT="${TEST_KAFKA_PORT:-19092}"
+export KAFKA_CONTROLLER_PORT="${TEST_KAFKA_CONTROLLER_PORT:-19093}"
+export PG_PORT="${TEST_PG_PORT:-15433}"
+export SERVICE_PORT_BASE="${TEST_SERVICE_PORT_BASE:-18000}"
+export PG_FSYNC=off  # test data is disposable
+
+stack() { deploy/local/stack.sh "$@"; }
+trap 'stack down' EXIT
+
+stack wipe  # every run starts from empty Kafka and Postgres
+stack infra-up
+eval "$(stack env)"
+export SERVICE_PORT_BASE
+.venv/bin/pytest "$@"
