@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
-
 from automation_shared.cli import create_topics
 from automation_shared.db import create_engine
 from automation_shared.plumbing_tables import metadata

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
-
 from automation_shared.auth import InvalidToken, Role, issue_token, verify_token
 from automation_shared.settings import Settings
 

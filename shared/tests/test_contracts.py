@@ -6,9 +6,6 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from automation_shared.contracts import events as ev
 from automation_shared.contracts.envelope import Envelope, parse_envelope
 from automation_shared.contracts.fixtures import golden_envelopes
@@ -20,6 +17,8 @@ from automation_shared.errors import (
     UnknownEventType,
     UnsupportedSchemaVersion,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 

@@ -9,15 +9,14 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from automation_shared import topics
 from automation_shared.contracts.envelope import Envelope
-from automation_shared.delivery import Outgoing, OutboxRelay, OutboxRow, append_outbox, claim_inbox, publish_order
+from automation_shared.delivery import OutboxRelay, OutboxRow, Outgoing, append_outbox, claim_inbox, publish_order
 from automation_shared.messaging import Delivery, create_broker, publish, subscribe
 from automation_shared.plumbing_tables import outbox
 from automation_shared.settings import Settings
 from automation_shared.testing import KafkaProbe, domain_event, wait_until
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 pytestmark = pytest.mark.integration
 

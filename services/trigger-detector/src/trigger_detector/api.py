@@ -222,7 +222,7 @@ def router(runtime: Runtime) -> APIRouter:
         """Publish a domain event to ``domain.events`` for the caller's tenant."""
         raw = await request.body()
         if len(raw) > runtime.settings.max_message_bytes:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                                 f"event exceeds {runtime.settings.max_message_bytes} bytes")
         try:
             event = EventIn.model_validate_json(raw)

@@ -157,6 +157,12 @@ class RuleDefinition(Model):
     governance: Governance = Field(default_factory=Governance, description="Risk and approval settings.")
 
     @model_validator(mode="after")
+    def _one_trigger_for_now(self) -> RuleDefinition:
+        if len(self.triggers) > 1:
+            raise ValueError("rules with two triggers (AND within a match window) are not supported yet")
+        return self
+
+    @model_validator(mode="after")
     def _step_ids(self) -> RuleDefinition:
         steps = tuple(
             step if step.id else step.model_copy(update={"id": f"step-{index + 1}"})

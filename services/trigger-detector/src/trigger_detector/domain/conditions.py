@@ -68,7 +68,7 @@ def _contains(container: Any, item: Any) -> bool:
     if isinstance(container, list | tuple):
         return any(_equal(element, item) for element in container)
     if isinstance(container, Mapping):
-        return item in container
+        return isinstance(item, str) and item in container  # JSON object keys are strings
     return False
 
 
