@@ -142,3 +142,59 @@ class KafkaProbe:
             return found if len(found) >= count else None
 
         return await wait_until(check, timeout=timeout, interval=0.3, what=f"{count} matching record(s) on {topic}")
+
+
+class WebhookReceiver:
+    """A real HTTP server on 127.0.0.1 that records every request (the far end of webhooks).
+
+    ``fail_next(n, status)`` makes the next ``n`` requests answer ``status`` instead of 200.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self._failures: list[int] = []
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def fail_next(self, count: int, status: int = 500) -> None:
+        self._failures.extend([status] * count)
+
+    async def __aenter__(self) -> WebhookReceiver:
+        import socket
+
+        import uvicorn
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        async def record(request: Request) -> JSONResponse:
+            body = await request.body()
+            self.requests.append({"path": request.url.path, "method": request.method,
+                                  "headers": dict(request.headers), "json": json.loads(body) if body else None})
+            status = self._failures.pop(0) if self._failures else 200
+            return JSONResponse({"received": True}, status_code=status)
+
+        app = Starlette(routes=[Route("/{path:path}", record, methods=["POST", "PUT", "PATCH"])])
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        await wait_until(lambda: asyncio.sleep(0, result=self._server.started), timeout=10, what="webhook receiver")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+    def received(self, path: str) -> list[dict[str, Any]]:
+        """Requests received on ``path``."""
+        return [r for r in self.requests if r["path"] == path]
