@@ -216,6 +216,12 @@ services_up() {
       --host 127.0.0.1 --port "$port" --no-access-log >>"$STACK_DIR/logs/$name.log" 2>&1 &
     echo $! >"$pidf"
   done
+  local sink_pidf="$STACK_DIR/pids/webhook-sink.pid"
+  if ! pid_alive "$sink_pidf"; then
+    SINK_PORT="$(service_port 9)" nohup "$PY" "$ROOT/deploy/local/webhook_sink.py" \
+      >>"$STACK_DIR/logs/webhook-sink.log" 2>&1 &
+    echo $! >"$sink_pidf"
+  fi
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r name pkg off <<<"$entry"
     local url; url="http://127.0.0.1:$(service_port "$off")/health/ready"
@@ -247,13 +253,14 @@ cmd_down() {
     IFS=: read -r name _pkg _off <<<"$entry"
     stop_pidfile "$name" "$STACK_DIR/pids/$name.pid"
   done
+  stop_pidfile webhook-sink "$STACK_DIR/pids/webhook-sink.pid"
   stop_pidfile kafka "$STACK_DIR/pids/kafka.pid"
   pg_down
 }
 
 cmd_status() {
   printf '%-20s %-8s %s\n' COMPONENT PID STATE
-  for comp in kafka postgres trigger-detector executor approvals timeline-projector; do
+  for comp in kafka postgres trigger-detector executor approvals timeline-projector webhook-sink; do
     local pidf="$STACK_DIR/pids/$comp.pid" state="stopped" pid="-"
     if pid_alive "$pidf"; then pid="$(cat "$pidf")"; state="running"; fi
     printf '%-20s %-8s %s\n' "$comp" "$pid" "$state"
@@ -275,7 +282,7 @@ case "${1:-}" in
   up) cmd_install; pg_up; kafka_up; provision; services_up ;;
   down) cmd_down ;;
   wipe) cmd_down; [[ -f "$STACK_DIR/pgdata.path" ]] && rm -rf "$(cat "$STACK_DIR/pgdata.path")"; rm -rf "$STACK_DIR" ;;
-  demo) "$PY" "$ROOT/deploy/local/demo.py" ;;
+  demo) SERVICE_PORT_BASE="$SERVICE_PORT_BASE" "$PY" "$ROOT/deploy/local/demo.py" ;;
   status) cmd_status ;;
   logs) tail -n "${LINES_:-50}" -F "$STACK_DIR"/logs/*.log ;;
   env) cmd_env ;;
