@@ -1,0 +1,1 @@
+"""Executor adapters: tables and repository, the webhook sender, clock and metrics."""

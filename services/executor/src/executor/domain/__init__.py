@@ -1,0 +1,1 @@
+"""Pure decisions of the executor: the run state machine, webhook requests, body templates."""

@@ -1,0 +1,25 @@
+"""Builds the executor service from settings (``uvicorn --factory executor.main:create_app``)."""
+
+from __future__ import annotations
+
+from automation_shared.service import build_service, create_runtime
+from automation_shared.settings import Settings
+from fastapi import FastAPI
+
+from executor import SCHEMA, api, handlers
+from executor.driver import RunDriver
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The executor app: run starter consumer, run driver, runs API, health and metrics."""
+    settings = settings or Settings(service_name="executor")
+    runtime = create_runtime(settings, SCHEMA)
+    driver = RunDriver(runtime)
+    handlers.register(runtime, on_run_started=driver.wake)
+    runtime.background.append(driver.run)
+    return build_service(
+        runtime,
+        title="executor",
+        description="Runs action chains of detected triggers: retries, idempotent side effects, run history.",
+        routers=[api.create_router(runtime)],
+    )
