@@ -1,0 +1,3 @@
+"""Timeline projector: read models (timeline, run history, stats) projected from the event log."""
+
+SCHEMA = "timeline"

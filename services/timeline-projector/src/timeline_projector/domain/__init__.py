@@ -1,0 +1,1 @@
+"""Pure core of the timeline projector: event-to-entry projection and statistics."""

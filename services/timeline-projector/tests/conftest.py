@@ -1,0 +1,6 @@
+"""Makes the test helpers module (``timeline_builders``) importable under importlib import mode."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
