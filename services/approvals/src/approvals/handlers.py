@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy.dialects.postgresql import insert
-
 from automation_shared import topics
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import ApprovalRequested
@@ -11,6 +9,7 @@ from automation_shared.contracts.registry import decode
 from automation_shared.delivery import claim_inbox
 from automation_shared.messaging import Delivery, subscribe
 from automation_shared.service import Runtime
+from sqlalchemy.dialects.postgresql import insert
 
 from approvals.adapters.tables import approval_requests
 

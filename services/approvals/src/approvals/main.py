@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-
 from automation_shared.service import build_service, create_runtime
 from automation_shared.settings import Settings
+from fastapi import FastAPI
 
 from approvals import SCHEMA, handlers
 

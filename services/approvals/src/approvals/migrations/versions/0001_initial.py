@@ -5,7 +5,6 @@ Revision ID: 0001
 
 import sqlalchemy as sa
 from alembic import op
-
 from automation_shared.plumbing_tables import create_plumbing_tables
 
 revision = "0001"
