@@ -139,7 +139,7 @@ EOF
 
 # ---------------------------------------------------------------- postgres
 as_pg() { # run a command as the unprivileged postgres OS user when we are root
-  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [[ $(id -u) -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 pg_datadir() {
@@ -170,8 +170,10 @@ pg_up() {
     log "postgres already running"
   else
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-    local logf="$STACK_DIR/logs/postgres.log"
+    # the log lives beside the data directory: the postgres user may not reach $STACK_DIR
+    local logf="$data.log"
     touch "$logf" && { [[ $(id -u) -ne 0 ]] || chown postgres: "$logf"; }
+    ln -sf "$logf" "$STACK_DIR/logs/postgres.log"
     as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$logf" -w -t 60 \
       -o "-h 127.0.0.1 -p $PG_PORT -k $data -c max_connections=200 -c fsync=${PG_FSYNC:-on}" start >/dev/null
   fi
@@ -281,7 +283,9 @@ case "${1:-}" in
   services-up) services_up ;;
   up) cmd_install; pg_up; kafka_up; provision; services_up ;;
   down) cmd_down ;;
-  wipe) cmd_down; [[ -f "$STACK_DIR/pgdata.path" ]] && rm -rf "$(cat "$STACK_DIR/pgdata.path")"; rm -rf "$STACK_DIR" ;;
+  wipe) cmd_down
+    if [[ -f "$STACK_DIR/pgdata.path" ]]; then data="$(cat "$STACK_DIR/pgdata.path")"; rm -rf "$data" "$data.log"; fi
+    rm -rf "$STACK_DIR" ;;
   demo) SERVICE_PORT_BASE="$SERVICE_PORT_BASE" "$PY" "$ROOT/deploy/local/demo.py" ;;
   status) cmd_status ;;
   logs) tail -n "${LINES_:-50}" -F "$STACK_DIR"/logs/*.log ;;
