@@ -30,9 +30,10 @@ token:              ## print a JWT: make token TENANT=<id> ROLE=<role>
 test:               ## install, start a separate test stack, run the whole suite, stop it
 	@deploy/local/test.sh
 
-lint:               ## ruff over the workspace
+lint:               ## ruff and mypy (strict on shared/ and every domain/)
 	@$(STACK) install >/dev/null
 	@.venv/bin/ruff check shared services tests deploy
+	@.venv/bin/mypy
 
 lock:               ## re-resolve dependencies and rewrite requirements.lock
 	@uv lock -q && uv export --all-packages --all-groups --no-hashes --no-emit-workspace --no-header \

@@ -11,7 +11,6 @@ import sys
 import time
 
 import httpx
-
 from automation_shared.auth import issue_token
 from automation_shared.settings import Settings
 

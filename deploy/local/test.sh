@@ -15,6 +15,10 @@ export PG_FSYNC=off  # test data is disposable
 stack() { deploy/local/stack.sh "$@"; }
 trap 'stack down' EXIT
 
+stack install
+echo "[test] lint: ruff + mypy"
+.venv/bin/ruff check shared services tests deploy
+.venv/bin/mypy
 stack wipe  # every run starts from empty Kafka and Postgres
 stack infra-up
 eval "$(stack env)"

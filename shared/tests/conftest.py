@@ -22,7 +22,7 @@ async def shared_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 async def plumbing_engine(shared_settings: Settings) -> AsyncIterator[sa.ext.asyncio.AsyncEngine]:
-    schema = shared_settings.schema("plumbing")
+    schema = shared_settings.db_schema("plumbing")
     engine = create_engine(shared_settings, schema)
     async with engine.begin() as conn:
         await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))

@@ -211,7 +211,7 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
 @pytest_asyncio.fixture(scope="session")
 async def db(prepared: Settings) -> AsyncIterator[AsyncEngine]:
     """A connection pool on the executor's schema, for assertions on stored state."""
-    engine = create_engine(prepared, prepared.schema("executor"), pool_size=2)
+    engine = create_engine(prepared, prepared.db_schema("executor"), pool_size=2)
     yield engine
     await engine.dispose()
 

@@ -380,7 +380,7 @@ async def test_two_first_writers_of_one_entry_both_land(stack: Stack) -> None:
         calls.append(entry)
         return project(entry, finish_envelope.type, finish, EventMeta.from_envelope(finish_envelope, received_at=BASE))
 
-    engine = create_engine(stack.settings, stack.settings.schema(SCHEMA), pool_size=3)
+    engine = create_engine(stack.settings, stack.settings.db_schema(SCHEMA), pool_size=3)
     try:
         async with engine.connect() as first, engine.connect() as second, engine.connect() as observer:
             first_tx = await first.begin()
@@ -424,13 +424,13 @@ async def test_replaying_every_topic_into_an_empty_schema_yields_the_same_rows(s
     rebuild_base = f"{SCHEMA}_rebuild"
     config = Config()
     config.set_main_option("script_location", str(Path(timeline_projector.__file__).parent / "migrations"))
-    config.attributes["schema"] = rebuild_settings.schema(rebuild_base)
+    config.attributes["schema"] = rebuild_settings.db_schema(rebuild_base)
     config.attributes["settings"] = rebuild_settings
     await asyncio.to_thread(command.upgrade, config, "head")
     runtime = create_runtime(rebuild_settings, rebuild_base)
     handlers.register(runtime)
     rebuilt_app = build_service(runtime, title="rebuild", description="rebuild", routers=[api.create_router(runtime)])
-    engine = create_engine(stack.settings, stack.settings.schema(SCHEMA), pool_size=1)
+    engine = create_engine(stack.settings, stack.settings.db_schema(SCHEMA), pool_size=1)
 
     async def rows(schema: str) -> list[tuple[Any, ...]]:
         async with engine.connect() as conn:
@@ -438,15 +438,15 @@ async def test_replaying_every_topic_into_an_empty_schema_yields_the_same_rows(s
             return [tuple(row) for row in result]
 
     try:
-        original = await rows(stack.settings.schema(SCHEMA))
+        original = await rows(stack.settings.db_schema(SCHEMA))
         async with running_app(rebuilt_app):
 
             async def caught_up() -> bool:
-                return await rows(rebuild_settings.schema(rebuild_base)) == original
+                return await rows(rebuild_settings.db_schema(rebuild_base)) == original
 
             with contextlib.suppress(AssertionError):  # the comparison below shows what differs
                 await wait_until(caught_up, timeout=60, what="the rebuilt timeline to equal the original")
-            rebuilt = await rows(rebuild_settings.schema(rebuild_base))
+            rebuilt = await rows(rebuild_settings.db_schema(rebuild_base))
     finally:
         await engine.dispose()
     assert original

@@ -48,7 +48,7 @@ async def count_automations(settings: Settings) -> int:
     engine = create_async_engine(settings.database_url)
     try:
         async with engine.connect() as conn:
-            table = f'"{settings.schema("trigger_detector")}".automations'
+            table = f'"{settings.db_schema("trigger_detector")}".automations'
             return int(await conn.scalar(sa.text(f"SELECT count(*) FROM {table}")))
     finally:
         await engine.dispose()

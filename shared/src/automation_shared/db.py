@@ -34,13 +34,15 @@ def create_engine(settings: Settings, schema: str, *, pool_size: int = 10) -> As
 def service_schema(settings: Settings, package: str) -> str:
     """The schema of service ``package`` (its ``SCHEMA`` constant, namespaced)."""
     module = importlib.import_module(package)
-    return settings.schema(module.SCHEMA)
+    return settings.db_schema(module.SCHEMA)
 
 
 def migrate(settings: Settings, package: str) -> None:
     """Upgrade the schema of service ``package`` to the newest Alembic revision."""
     module = importlib.import_module(package)
-    schema = settings.schema(module.SCHEMA)
+    schema = settings.db_schema(module.SCHEMA)
+    if module.__file__ is None:
+        raise RuntimeError(f"{package} is not a regular package; cannot locate its migrations")
     config = Config()
     config.set_main_option("script_location", str(Path(module.__file__).parent / "migrations"))
     config.attributes["schema"] = schema

@@ -113,6 +113,8 @@ def subscribe(
 
     async def consume(body: Any, message: KafkaMessage) -> None:
         record = message.raw_message
+        if isinstance(record, tuple):  # only batch subscribers receive tuples; ours are not
+            raise TypeError("batch delivery is not supported by subscribe()")
         delivery = Delivery(
             topic=record.topic,
             partition=record.partition,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Response
@@ -38,13 +39,13 @@ class Runtime:
     engine: AsyncEngine
     broker: KafkaBroker
     relay: OutboxRelay
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
 
 def create_runtime(settings: Settings, schema_base: str) -> Runtime:
     """Build (but do not start) the engine, broker and relay of a service."""
     configure_logging(settings.service_name, settings.log_level)
-    schema = settings.schema(schema_base)
+    schema = settings.db_schema(schema_base)
     engine = create_engine(settings, schema)
     broker = create_broker(settings)
 

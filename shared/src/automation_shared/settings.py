@@ -50,6 +50,6 @@ class Settings(BaseSettings):
         """Consumer group id for ``consumer`` in this namespace."""
         return qualified(f"{self.service_name}.{consumer}", self.namespace)
 
-    def schema(self, base: str) -> str:
+    def db_schema(self, base: str) -> str:
         """Database schema for a service, prefixed by the namespace."""
         return f"{self.namespace.replace('.', '_').replace('-', '_')}_{base}" if self.namespace else base

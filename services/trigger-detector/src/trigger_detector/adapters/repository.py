@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from automation_shared import topics
@@ -18,7 +19,7 @@ from trigger_detector.domain.detection import SOURCE, ActiveRule
 from trigger_detector.domain.rules import Automation
 
 
-def _to_automation(row: sa.Row) -> Automation:
+def _to_automation(row: sa.Row[Any]) -> Automation:
     return Automation(
         id=row.id, tenant_id=row.tenant_id, version=row.version, status=RuleStatus(row.status),
         definition=RuleDefinition.model_validate(row.definition), created_at=row.created_at,
@@ -53,7 +54,7 @@ async def list_for_tenant(conn: AsyncConnection, tenant_id: str, *, status: str 
     return [_to_automation(row) for row in rows], int(total or 0)
 
 
-async def versions(conn: AsyncConnection, tenant_id: str, automation_id: str) -> Sequence[sa.Row]:
+async def versions(conn: AsyncConnection, tenant_id: str, automation_id: str) -> Sequence[sa.Row[Any]]:
     """Every version of the tenant's rule, oldest first."""
     return (await conn.execute(
         sa.select(automation_versions)
