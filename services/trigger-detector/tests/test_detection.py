@@ -78,3 +78,16 @@ def test_an_event_caused_by_the_same_automation_is_a_loop() -> None:
 def test_each_matching_rule_decides_independently() -> None:
     outs = decide_on_event([rule(automation_id="a"), rule(automation_id="b", conditions=[])], event(50), now=NOW)
     assert [o.topic for o in outs] == [topics.TRIGGER_SKIPPED, topics.TRIGGER_DETECTED]
+
+
+def test_golden_domain_event_fires_the_golden_rule() -> None:
+    from automation_shared.contracts.events import AutomationSnapshot
+    from automation_shared.contracts.fixtures import golden_envelopes
+
+    fixtures = dict(golden_envelopes())
+    snapshot = decode(fixtures["automation.snapshot.v1.json"], AutomationSnapshot)
+    definition = RuleDefinition.model_validate(snapshot.definition)
+    active = ActiveRule(automation_id=snapshot.automation_id, version=snapshot.version,
+                        status=RuleStatus(snapshot.status), definition=definition)
+    [out] = decide_on_event([active], fixtures["domain.order.created.v1.json"], now=NOW)
+    assert out.topic == topics.TRIGGER_DETECTED
