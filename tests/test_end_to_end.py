@@ -202,4 +202,5 @@ async def test_every_service_serves_health_metrics_and_docs(stack: Stack, http: 
         metrics = (await http.get(f"{service.url}/metrics")).text
         assert "automation_events_consumed_total" in metrics
         assert (await http.get(f"{service.url}/docs")).status_code == 200
+        assert (await http.get(f"{service.url}/asyncapi.json")).json()["asyncapi"] == "3.0.0"
         assert (await http.get(f"{service.url}/openapi.json")).json()["info"]["title"] == service.name

@@ -128,3 +128,16 @@ def test_build_carries_correlation_causation_and_extends_the_chain() -> None:
                                  category="c", trigger_kind="event", steps_total=1),
                    event_id="grandchild", source="executor", tenant_id="t", time=NOW, cause=first)
     assert second.correlationid == "root" and second.causationid == "child"
+
+
+def test_asyncapi_document_describes_every_topic_and_event_type() -> None:
+    from automation_shared.contracts.asyncapi import asyncapi_document
+    from automation_shared.topics import all_topic_specs
+
+    doc = asyncapi_document("ns")
+    addresses = {channel["address"] for channel in doc["channels"].values()}
+    assert addresses == {f"ns.{spec.name}" for spec in all_topic_specs()}
+    names = {message["name"] for message in doc["components"]["messages"].values()}
+    assert set(EVENT_TYPES) <= names
+    assert "TriggerDetected" in doc["components"]["schemas"] and "WebhookAction" in doc["components"]["schemas"]
+    json.dumps(doc)  # serialisable

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -138,3 +138,19 @@ async def test_offsets_are_committed_only_after_the_handler_returns(shared_setti
     assert calls[:2] == [event.id, event.id]
     async with KafkaProbe(shared_settings) as probe:
         assert await probe.read_all(topics.dlq(topic)) == []
+
+
+async def test_purge_removes_only_published_rows_past_retention(plumbing_engine: AsyncEngine) -> None:
+    relay = OutboxRelay(plumbing_engine, lambda *_: asyncio.sleep(0), service="test", retention=timedelta(hours=1))
+    await relay.relay_once()
+    async with plumbing_engine.begin() as conn:
+        await append_outbox(conn, [Outgoing("x", None, _event(n)) for n in (10, 11, 12)])
+        ids = list((await conn.execute(sa.select(outbox.c.id).order_by(outbox.c.id.desc()).limit(3))).scalars())
+        old, recent, pending = sorted(ids)
+        await conn.execute(outbox.update().where(outbox.c.id == old)
+                           .values(published_at=sa.func.now() - timedelta(hours=2)))
+        await conn.execute(outbox.update().where(outbox.c.id == recent).values(published_at=sa.func.now()))
+    await relay.purge_published()
+    async with plumbing_engine.connect() as conn:
+        left = set((await conn.execute(sa.select(outbox.c.id).where(outbox.c.id.in_(ids)))).scalars())
+    assert left == {recent, pending}

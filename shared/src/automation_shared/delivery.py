@@ -7,8 +7,10 @@ changes, its inbox row and its outbox rows commit together or not at all.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -20,6 +22,8 @@ from automation_shared.logging import get_logger
 from automation_shared.plumbing_tables import inbox, outbox
 
 log = get_logger(__name__)
+
+PURGE_INTERVAL_SECONDS = 600.0
 
 
 async def claim_inbox(conn: AsyncConnection, consumer: str, envelope: Envelope) -> bool:
@@ -85,12 +89,13 @@ class OutboxRelay:
     """
 
     def __init__(self, engine: AsyncEngine, publish: Publish, *, service: str, batch_size: int = 200,
-                 poll_seconds: float = 0.2) -> None:
+                 poll_seconds: float = 0.2, retention: timedelta = timedelta(hours=24)) -> None:
         self._engine = engine
         self._publish = publish
         self._service = service
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
+        self._retention = retention
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
@@ -119,6 +124,17 @@ class OutboxRelay:
                 )
             return len(rows)
 
+    async def purge_published(self) -> int:
+        """Delete rows published longer ago than the retention; unpublished rows are never touched."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                outbox.delete().where(
+                    outbox.c.published_at.is_not(None),
+                    outbox.c.published_at < sa.func.now() - self._retention,
+                )
+            )
+        return int(result.rowcount or 0)
+
     async def backlog(self) -> int:
         """How many rows wait to be published."""
         async with self._engine.connect() as conn:
@@ -128,8 +144,12 @@ class OutboxRelay:
     async def run(self) -> None:
         """Relay forever; transient failures back off and retry (rows stay pending)."""
         backoff = self._poll_seconds
+        next_purge = time.monotonic()
         while True:
             try:
+                if time.monotonic() >= next_purge:
+                    await self.purge_published()
+                    next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
                 published = await self.relay_once()
                 backoff = self._poll_seconds
             except Exception as exc:  # noqa: BLE001 - DB/Kafka outage: rows stay pending and are retried

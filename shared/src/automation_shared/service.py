@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from automation_shared import metrics
+from automation_shared.contracts.asyncapi import asyncapi_document
 from automation_shared.db import create_engine
 from automation_shared.delivery import OutboxRelay
 from automation_shared.logging import configure_logging, get_logger
@@ -52,7 +54,8 @@ def create_runtime(settings: Settings, schema_base: str) -> Runtime:
     async def _publish(topic: str, key: str | None, payload: bytes) -> None:
         await publish(broker, settings.topic(topic), key, payload)
 
-    relay = OutboxRelay(engine, _publish, service=settings.service_name, poll_seconds=settings.outbox_poll_seconds)
+    relay = OutboxRelay(engine, _publish, service=settings.service_name, poll_seconds=settings.outbox_poll_seconds,
+                        retention=timedelta(hours=settings.outbox_retention_hours))
     return Runtime(settings=settings, schema=schema, engine=engine, broker=broker, relay=relay)
 
 
@@ -88,6 +91,11 @@ def health_router(runtime: Runtime) -> APIRouter:
         healthy = checks["postgres"] == "ok" and checks["kafka"] == "ok"
         return JSONResponse({"status": "ready" if healthy else "not_ready", "checks": checks},
                             status_code=200 if healthy else 503)
+
+    @router.get("/asyncapi.json", tags=["docs"])
+    async def asyncapi() -> dict[str, Any]:
+        """AsyncAPI 3.0 description of every topic and event type (generated from the contracts)."""
+        return asyncapi_document(runtime.settings.namespace)
 
     @router.get("/metrics")
     async def prometheus_metrics() -> Response:

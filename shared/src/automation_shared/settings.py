@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(1_000_000, description="Largest accepted event (bytes); larger is dead-lettered.")
     max_handler_attempts: int = Field(3, ge=1, description="Attempts of a failing handler before dead-lettering.")
     retry_backoff_seconds: float = Field(0.2, ge=0, description="First backoff between handler attempts (doubles).")
+    outbox_retention_hours: float = Field(24.0, gt=0, description="Published outbox rows are kept this long.")
     outbox_poll_seconds: float = Field(0.2, gt=0, description="Outbox relay poll interval when idle.")
     webhook_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one webhook delivery.")
     log_level: str = Field("INFO", description="Log level.")
