@@ -236,19 +236,20 @@ async def test_runs_are_listed_per_tenant_with_filters(executor) -> None:
     owner = bearer(executor.settings, TENANT, "viewer")
 
     page = (await executor.http.get("/api/v1/runs", params={"automation_id": automation_id}, headers=owner)).json()
-    assert page["total"] == 2 and {item["run_id"] for item in page["items"]} == {ok.data["run_id"], bad.data["run_id"]}
+    assert page["total_count"] == 2
+    assert {item["run_id"] for item in page["runs"]} == {ok.data["run_id"], bad.data["run_id"]}
 
     failed = await executor.http.get("/api/v1/runs", params={"automation_id": automation_id, "status": "failed"},
                                      headers=owner)
-    assert [item["run_id"] for item in failed.json()["items"]] == [bad.data["run_id"]]
+    assert [item["run_id"] for item in failed.json()["runs"]] == [bad.data["run_id"]]
 
     paged = (await executor.http.get("/api/v1/runs", params={"automation_id": automation_id, "limit": 1},
                                      headers=owner)).json()
-    assert (paged["total"], len(paged["items"]), paged["limit"]) == (2, 1, 1)
+    assert (paged["total_count"], len(paged["runs"]), paged["limit"]) == (2, 1, 1)
 
     elsewhere = await executor.http.get("/api/v1/runs", params={"automation_id": automation_id},
                                         headers=bearer(executor.settings, "tenant-b"))
-    assert elsewhere.json()["total"] == 0
+    assert elsewhere.json()["total_count"] == 0
     bad_filter = await executor.http.get("/api/v1/runs", params={"status": "exploded"}, headers=owner)
     assert bad_filter.status_code == 422
     assert (await executor.http.get("/api/v1/runs")).status_code == 401

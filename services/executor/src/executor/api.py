@@ -78,8 +78,8 @@ class RunDetail(RunSummary):
 class RunPage(View):
     """A page of runs, newest first."""
 
-    items: list[RunSummary] = Field(description="Runs on this page.")
-    total: int = Field(description="Runs matching the filters.")
+    runs: list[RunSummary] = Field(description="Runs on this page.")
+    total_count: int = Field(description="Runs matching the filters.")
     limit: int = Field(description="Page size.")
     offset: int = Field(description="Runs skipped before this page.")
 
@@ -145,7 +145,7 @@ def create_router(runtime: Runtime) -> APIRouter:
                 limit=limit, offset=offset,
             )
         items = [RunSummary.model_validate(dict(row)) for row in rows]
-        return RunPage(items=items, total=total, limit=limit, offset=offset)
+        return RunPage(runs=items, total_count=total, limit=limit, offset=offset)
 
     @router.get("/{run_id}", response_model=RunDetail)
     async def get_run(run_id: str, principal: CurrentPrincipal) -> RunDetail:
