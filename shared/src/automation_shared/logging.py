@@ -15,6 +15,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     """JSON lines on stdout; context bound with :func:`bind_event` appears on every line."""
     logging.basicConfig(stream=sys.stdout, level=level, format="%(message)s", force=True)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # per-request lines would log webhook URLs
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
