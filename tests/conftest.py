@@ -1,6 +1,6 @@
-"""End-to-end fixtures: the four services as real processes on the test stack.
+"""End-to-end fixtures: the services as real processes on the test stack.
 
-Each session uses a fresh namespace (topics, consumer groups, schemas). Services are started
+Each stack uses a fresh namespace (topics, consumer groups, schemas). Services are started
 with ``uvicorn --factory`` exactly as ``make up`` starts them, on free loopback ports.
 """
 
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -55,14 +56,75 @@ class ServiceProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no lease release, no offset commit."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
 
 @dataclass
 class Stack:
     settings: Settings
-    services: dict[str, ServiceProcess]
+    logs: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
         return self.services[name].url
+
+    def launch(self, name: str, *, package: str | None = None) -> ServiceProcess:
+        """Start one service process (``name`` may be a replica label like ``executor-2``)."""
+        package = package or SERVICES[name]
+        port = free_port()
+        env = {**os.environ, **self.env, "AUTOMATION_NAMESPACE": self.settings.namespace,
+               "AUTOMATION_SERVICE_NAME": name.split("#")[0],
+               "KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
+               "AUTOMATION_DATABASE_URL": self.settings.database_url}
+        log = self.logs / f"{name}.{port}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", f"{package}.main:create_app", "--host", "127.0.0.1",
+             "--port", str(port), "--no-access-log"],
+            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        )
+        service = ServiceProcess(name, port, process, log)
+        self.services[name] = service
+        return service
+
+    async def wait_ready(self, *services: ServiceProcess) -> None:
+        async with httpx.AsyncClient() as client:
+            for service in services or tuple(self.services.values()):
+                async def ready(service: ServiceProcess = service) -> bool:
+                    assert service.alive(), f"{service.name} exited:\n{service.log.read_text()[-3000:]}"
+                    try:
+                        return (await client.get(f"{service.url}/health/ready")).status_code == 200
+                    except httpx.TransportError:
+                        return False
+                await wait_until(ready, timeout=90, what=f"{service.name} ready")
+
+    async def stop(self) -> None:
+        for service in self.services.values():
+            if service.alive():
+                service.process.terminate()
+        for service in self.services.values():
+            try:
+                await asyncio.to_thread(service.process.wait, 20)
+            except subprocess.TimeoutExpired:
+                service.process.kill()
+
+
+async def start_stack(settings: Settings, logs: Path, names: Iterable[str] = SERVICES,
+                      env: Mapping[str, str] | None = None) -> Stack:
+    """Migrate a fresh namespace and start the named services; ready when this returns."""
+    await prepare_namespace(settings, SERVICES.values())
+    stack = Stack(settings, logs, env or {})
+    for name in names:
+        stack.launch(name)
+    try:
+        await stack.wait_ready()
+    except BaseException:
+        await stack.stop()
+        raise
+    return stack
 
 
 @pytest.fixture(scope="session")
@@ -72,41 +134,11 @@ def e2e_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 async def stack(e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    await prepare_namespace(e2e_settings, SERVICES.values())
-    logs = tmp_path_factory.mktemp("service-logs")
-    services: dict[str, ServiceProcess] = {}
-    for name, package in SERVICES.items():
-        port = free_port()
-        env = {**os.environ, "AUTOMATION_NAMESPACE": e2e_settings.namespace, "AUTOMATION_SERVICE_NAME": name,
-               "KAFKA_BOOTSTRAP_SERVERS": e2e_settings.kafka_bootstrap_servers,
-               "AUTOMATION_DATABASE_URL": e2e_settings.database_url}
-        log = logs / f"{name}.log"
-        process = subprocess.Popen(  # noqa: ASYNC220 - spawning returns at once
-            [sys.executable, "-m", "uvicorn", "--factory", f"{package}.main:create_app", "--host", "127.0.0.1",
-             "--port", str(port), "--no-access-log"],
-            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        )
-        services[name] = ServiceProcess(name, port, process, log)
-    stack = Stack(e2e_settings, services)
+    running = await start_stack(e2e_settings, tmp_path_factory.mktemp("service-logs"))
     try:
-        async with httpx.AsyncClient() as client:
-            for service in services.values():
-                async def ready(service: ServiceProcess = service) -> bool:
-                    assert service.alive(), f"{service.name} exited:\n{service.log.read_text()[-3000:]}"
-                    try:
-                        return (await client.get(f"{service.url}/health/ready")).status_code == 200
-                    except httpx.TransportError:
-                        return False
-                await wait_until(ready, timeout=90, what=f"{service.name} ready")
-        yield stack
+        yield running
     finally:
-        for service in services.values():
-            service.process.terminate()
-        for service in services.values():
-            try:
-                await asyncio.to_thread(service.process.wait, 20)
-            except subprocess.TimeoutExpired:
-                service.process.kill()
+        await running.stop()
 
 
 @pytest.fixture(scope="session")

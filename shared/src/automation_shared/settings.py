@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     retry_backoff_seconds: float = Field(0.2, ge=0, description="First backoff between handler attempts (doubles).")
     outbox_retention_hours: float = Field(24.0, gt=0, description="Published outbox rows are kept this long.")
     outbox_poll_seconds: float = Field(0.2, gt=0, description="Outbox relay poll interval when idle.")
-    webhook_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one webhook delivery.")
+    run_lease_seconds: float = Field(
+        30.0, gt=0, description="How long a run driver holds a run; a crashed driver's runs resume after it."
+    )
     log_level: str = Field("INFO", description="Log level.")
 
     def topic(self, name: str) -> str:

@@ -147,12 +147,14 @@ class KafkaProbe:
 class WebhookReceiver:
     """A real HTTP server on 127.0.0.1 that records every request (the far end of webhooks).
 
-    ``fail_next(n, status)`` makes the next ``n`` requests answer ``status`` instead of 200.
+    ``fail_next(n, status)`` makes the next ``n`` requests answer ``status`` instead of 200;
+    ``delay_next(seconds)`` holds the next request that long before answering.
     """
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self._failures: list[int] = []
+        self._delays: list[float] = []
         self._server: Any = None
         self._task: asyncio.Task[None] | None = None
         self.port = 0
@@ -163,6 +165,9 @@ class WebhookReceiver:
 
     def fail_next(self, count: int, status: int = 500) -> None:
         self._failures.extend([status] * count)
+
+    def delay_next(self, seconds: float) -> None:
+        self._delays.append(seconds)
 
     async def __aenter__(self) -> WebhookReceiver:
         import socket
@@ -178,6 +183,8 @@ class WebhookReceiver:
             self.requests.append({"path": request.url.path, "method": request.method,
                                   "headers": dict(request.headers), "json": json.loads(body) if body else None})
             status = self._failures.pop(0) if self._failures else 200
+            if self._delays:
+                await asyncio.sleep(self._delays.pop(0))
             return JSONResponse({"received": True}, status_code=status)
 
         app = Starlette(routes=[Route("/{path:path}", record, methods=["POST", "PUT", "PATCH"])])

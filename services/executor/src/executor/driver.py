@@ -115,7 +115,7 @@ class RunDriver:
 
     async def _keep_leased(self, state: RunState, pending: PendingStep, *, claimed_at: datetime) -> None:
         """Extend the lease when the step may outlast it (slow webhook timeouts)."""
-        needed = timedelta(seconds=pending.step.timeout_seconds) + LEASE_MARGIN
+        needed = timedelta(seconds=pending.step.timeout_seconds) + min(LEASE_MARGIN, self._lease)
         if needed > self._lease:
             async with self._runtime.engine.begin() as conn:
                 await repository.extend_lease(conn, state.run_id, until=claimed_at + needed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from automation_shared.service import build_service, create_runtime
 from automation_shared.settings import Settings
 from fastapi import FastAPI
@@ -14,7 +16,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The executor app: run starter consumer, run driver, runs API, health and metrics."""
     settings = settings or Settings(service_name="executor")
     runtime = create_runtime(settings, SCHEMA)
-    driver = RunDriver(runtime)
+    driver = RunDriver(runtime, lease=timedelta(seconds=settings.run_lease_seconds))
     handlers.register(runtime, on_run_started=driver.wake)
     runtime.background.append(driver.run)
     return build_service(
