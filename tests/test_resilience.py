@@ -73,7 +73,7 @@ async def test_executor_killed_mid_webhook_resumes_the_run_with_the_same_idempot
     tenant = f"crash-{uuid.uuid4().hex[:6]}"
     async with WebhookReceiver() as receiver, KafkaProbe(crash_stack.settings) as probe:
         automation_id = await deployed_rule(crash_stack, tenant, f"{receiver.url}/slow")
-        receiver.delay_next(4.0)  # the first delivery hangs; we kill the executor while it waits
+        receiver.delay("/slow", 4.0)  # the first delivery hangs; we kill the executor while it waits
         await probe.publish_event(topics.DOMAIN_EVENTS, domain_event(tenant, "job.done", {"job": 1}))
         await wait_until(lambda: _has(receiver, "/slow", 1), timeout=60, what="first delivery attempt")
         crash_stack.services["executor"].kill()
@@ -83,7 +83,7 @@ async def test_executor_killed_mid_webhook_resumes_the_run_with_the_same_idempot
     deliveries = receiver.received("/slow")
     assert entry["result"] == "success"
     assert len(deliveries) >= 2  # at-least-once: the interrupted attempt was sent again ...
-    assert {d["headers"]["webhook-id"] for d in deliveries} == {f"{entry['run_id']}:step-1:1"}  # ... as the same effect
+    assert {d.headers["webhook-id"] for d in deliveries} == {f"{entry['run_id']}:step-1:1"}  # ... as the same effect
 
 
 async def test_two_executor_replicas_share_the_work_and_deliver_each_run_once(crash_stack: Stack) -> None:
@@ -106,7 +106,7 @@ async def test_two_executor_replicas_share_the_work_and_deliver_each_run_once(cr
                                       domain_event(tenant, "job.done", {"job": n}, subject=f"job-{n}"))
         entries = await finished_runs(crash_stack, tenant, automation_id, runs)
     assert len(entries) == runs and {e["result"] for e in entries} == {"success"}
-    keys = [d["headers"]["webhook-id"] for d in receiver.received("/scaled")]
+    keys = [d.headers["webhook-id"] for d in receiver.received("/scaled")]
     assert len(keys) == runs and len(set(keys)) == runs
     consumed = []
     async with httpx.AsyncClient() as http:

@@ -7,9 +7,6 @@ their own run ids, automation ids and receiver paths.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,9 +15,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-import uvicorn
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from automation_shared import topics
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import TriggerDetected, TriggerKind
@@ -30,81 +24,15 @@ from automation_shared.db import create_engine
 from automation_shared.settings import Settings
 from automation_shared.testing import (
     KafkaProbe,
+    WebhookReceiver,
     prepare_namespace,
     running_app,
     settings_for,
     unique_namespace,
-    wait_until,
 )
 from executor.main import create_app
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-
-@dataclass(frozen=True)
-class Received:
-    """One request the receiver got."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-
-
-class WebhookReceiver:
-    """A real HTTP server on 127.0.0.1 (random port) that records requests.
-
-    ``respond(path, 500, 500)`` makes the next two requests to ``path`` answer 500; after the
-    script runs out, every request answers 200.
-    """
-
-    def __init__(self) -> None:
-        self.requests: list[Received] = []
-        self._scripts: dict[str, list[int]] = {}
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.port = 0
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path}"
-
-    def respond(self, path: str, *statuses: int) -> None:
-        self._scripts[f"/{path}"] = list(statuses)
-
-    def received(self, path: str) -> list[Received]:
-        return [request for request in self.requests if request.path == f"/{path}"]
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        assert scope["type"] == "http"
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        raw = b"".join(chunks)
-        headers = {key.decode().lower(): value.decode() for key, value in scope["headers"]}
-        self.requests.append(Received(scope["method"], scope["path"], headers, json.loads(raw) if raw else None))
-        script = self._scripts.get(scope["path"], [])
-        status = script.pop(0) if script else 200
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": json.dumps({"status": status}).encode()})
-
-    async def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(self, lifespan="off", log_level="warning", access_log=False))
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-            await asyncio.sleep(0.02)
-
-    async def stop(self) -> None:
-        assert self._server is not None and self._task is not None
-        self._server.should_exit = True
-        await self._task
 
 
 def new_id(prefix: str) -> str:
@@ -164,28 +92,7 @@ class Harness:
 
     async def wait_consumed(self, consumer: str, topic: str) -> None:
         """Wait until ``consumer`` committed every record currently in ``topic``."""
-        physical = self.settings.topic(topic)
-        servers = self.settings.kafka_bootstrap_servers
-        reader = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
-        admin = AIOKafkaAdminClient(bootstrap_servers=servers)
-        await reader.start()
-        await admin.start()
-        try:
-            partitions = [TopicPartition(physical, p) for p in reader.partitions_for_topic(physical) or ()]
-            if not partitions:
-                await reader._client.force_metadata_update()  # noqa: SLF001 - first look at the topic
-                partitions = [TopicPartition(physical, p) for p in reader.partitions_for_topic(physical) or ()]
-            end = await reader.end_offsets(partitions)
-
-            async def caught_up() -> bool:
-                committed = await admin.list_consumer_group_offsets(self.settings.group(consumer))
-                return all(end[tp] == 0 or (tp in committed and committed[tp].offset >= end[tp])
-                           for tp in partitions)
-
-            await wait_until(caught_up, what=f"{consumer} to consume {topic}")
-        finally:
-            await admin.close()
-            await reader.stop()
+        await self.probe.wait_consumed(consumer, topic)
 
 
 @pytest.fixture(scope="session")
@@ -202,10 +109,8 @@ async def prepared(settings: Settings) -> Settings:
 
 @pytest_asyncio.fixture(scope="session")
 async def receiver() -> AsyncIterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    await server.start()
-    yield server
-    await server.stop()
+    async with WebhookReceiver() as server:
+        yield server
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -29,7 +29,7 @@ def unique(prefix: str) -> str:
 
 async def test_a_detected_trigger_runs_its_webhooks_and_reports_each_step(executor) -> None:
     path = unique("happy")
-    url = executor.receiver.url(path)
+    url = executor.receiver.url_for(path)
     envelope = executor.trigger(
         TENANT,
         executor.hook(url),
@@ -70,7 +70,7 @@ async def test_a_detected_trigger_runs_its_webhooks_and_reports_each_step(execut
 
 async def test_a_redelivered_trigger_starts_one_run_and_sends_once(executor) -> None:
     path = unique("dup")
-    envelope = executor.trigger(TENANT, executor.hook(executor.receiver.url(path)))
+    envelope = executor.trigger(TENANT, executor.hook(executor.receiver.url_for(path)))
     run_id = envelope.data["run_id"]
     same_run_other_event = envelope.model_copy(update={"id": str(uuid.uuid4())})
 
@@ -93,7 +93,7 @@ async def test_a_redelivered_trigger_starts_one_run_and_sends_once(executor) -> 
 async def test_a_server_error_is_retried_with_a_new_idempotency_key_and_then_succeeds(executor) -> None:
     path = unique("flaky")
     executor.receiver.respond(path, 500)
-    envelope = executor.trigger(TENANT, executor.hook(executor.receiver.url(path)))
+    envelope = executor.trigger(TENANT, executor.hook(executor.receiver.url_for(path)))
     run_id = envelope.data["run_id"]
 
     await executor.publish(envelope)
@@ -117,8 +117,8 @@ async def test_a_server_error_is_retried_with_a_new_idempotency_key_and_then_suc
 async def test_a_client_error_fails_the_run_without_retry(executor) -> None:
     path = unique("rejecting")
     executor.receiver.respond(path, 400)
-    envelope = executor.trigger(TENANT, executor.hook(executor.receiver.url(path)),
-                                executor.hook(executor.receiver.url(path)))
+    envelope = executor.trigger(TENANT, executor.hook(executor.receiver.url_for(path)),
+                                executor.hook(executor.receiver.url_for(path)))
     run_id = envelope.data["run_id"]
 
     await executor.publish(envelope)
@@ -145,7 +145,7 @@ async def test_an_unreachable_endpoint_is_retried_then_the_run_fails(executor) -
 
 async def test_test_mode_records_dry_runs_and_sends_nothing(executor) -> None:
     path = unique("dry")
-    envelope = executor.trigger(TENANT, executor.hook(executor.receiver.url(path)), test_mode=True)
+    envelope = executor.trigger(TENANT, executor.hook(executor.receiver.url_for(path)), test_mode=True)
     run_id = envelope.data["run_id"]
 
     await executor.publish(envelope)
@@ -153,13 +153,13 @@ async def test_test_mode_records_dry_runs_and_sends_nothing(executor) -> None:
     assert (await executor.finished(run_id))["status"] == "succeeded"
     [completed] = [e["data"] for e in await executor.events(run_id) if e["type"] == "action.completed"]
     assert completed["status"] == "dry_run" and completed["idempotency_key"] is None
-    assert completed["result"]["would_send"]["url"] == executor.receiver.url(path)
+    assert completed["result"]["would_send"]["url"] == executor.receiver.url_for(path)
     assert executor.receiver.received(path) == []
 
 
 async def test_a_recorded_effect_is_never_sent_again(executor) -> None:
     path = unique("recorded")
-    envelope = executor.trigger(TENANT, executor.hook(executor.receiver.url(path)))
+    envelope = executor.trigger(TENANT, executor.hook(executor.receiver.url_for(path)))
     run_id = envelope.data["run_id"]
     async with executor.db.begin() as conn:  # given: attempt 1 was delivered before a crash
         await conn.execute(effects.insert().values(
@@ -176,9 +176,9 @@ async def test_a_recorded_effect_is_never_sent_again(executor) -> None:
 
 
 async def test_a_poison_trigger_is_dead_lettered_and_the_next_one_still_runs(executor) -> None:
-    poison = executor.trigger(TENANT, executor.hook(executor.receiver.url(unique("never"))))
+    poison = executor.trigger(TENANT, executor.hook(executor.receiver.url_for(unique("never"))))
     poison = poison.model_copy(update={"dataschemaversion": 99})
-    valid = executor.trigger(TENANT, executor.hook(executor.receiver.url(unique("after-poison"))))
+    valid = executor.trigger(TENANT, executor.hook(executor.receiver.url_for(unique("after-poison"))))
 
     await executor.publish(poison)
     await executor.publish(valid)
@@ -197,7 +197,7 @@ async def test_the_run_detail_shows_every_attempt_to_its_own_tenant_only(executo
     path = unique("detail")
     executor.receiver.respond(path, 503)
     automation_id = unique("auto")
-    envelope = executor.trigger(TENANT, executor.hook(executor.receiver.url(path)), automation_id=automation_id)
+    envelope = executor.trigger(TENANT, executor.hook(executor.receiver.url_for(path)), automation_id=automation_id)
     run_id = envelope.data["run_id"]
     await executor.publish(envelope)
     await executor.finished(run_id)
@@ -225,10 +225,10 @@ async def test_the_run_detail_shows_every_attempt_to_its_own_tenant_only(executo
 
 async def test_runs_are_listed_per_tenant_with_filters(executor) -> None:
     automation_id = unique("auto")
-    ok = executor.trigger(TENANT, executor.hook(executor.receiver.url(unique("ok"))), automation_id=automation_id)
+    ok = executor.trigger(TENANT, executor.hook(executor.receiver.url_for(unique("ok"))), automation_id=automation_id)
     bad_path = unique("bad")
     executor.receiver.respond(bad_path, 404)
-    bad = executor.trigger(TENANT, executor.hook(executor.receiver.url(bad_path)), automation_id=automation_id)
+    bad = executor.trigger(TENANT, executor.hook(executor.receiver.url_for(bad_path)), automation_id=automation_id)
     for envelope in (ok, bad):
         await executor.publish(envelope)
     for envelope in (ok, bad):
@@ -258,7 +258,7 @@ async def test_runs_are_listed_per_tenant_with_filters(executor) -> None:
 async def test_cancelling_a_waiting_run_finishes_it_as_cancelled(executor) -> None:
     path = unique("down")
     executor.receiver.respond(path, 503, 503, 503)
-    slow_retry = executor.hook(executor.receiver.url(path), retry=RetryPolicy(backoff_seconds=3600))
+    slow_retry = executor.hook(executor.receiver.url_for(path), retry=RetryPolicy(backoff_seconds=3600))
     envelope = executor.trigger(TENANT, slow_retry)
     run_id = envelope.data["run_id"]
     await executor.publish(envelope)

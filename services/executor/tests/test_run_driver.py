@@ -83,7 +83,7 @@ async def test_a_leased_run_is_not_claimed_twice(runtime: Runtime) -> None:
 
 async def test_a_run_whose_driver_crashed_is_resumed_after_the_lease_expires(runtime: Runtime, receiver) -> None:
     path = f"resume-{uuid.uuid4().hex[:8]}"
-    state = new_run(receiver.url(path))
+    state = new_run(receiver.url_for(path))
     await stored(runtime, state)
     async with runtime.engine.begin() as conn:  # given: a driver claimed the run, then crashed
         assert await repository.claim_due_run(conn, now=T0, lease=LEASE) is not None

@@ -12,11 +12,13 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
 from automation_shared.auth import issue_token
@@ -109,15 +111,11 @@ class KafkaProbe:
 
     async def read_all(self, topic: str, *, settle: float = 0.5) -> list[dict[str, Any]]:
         """Every record currently in logical ``topic``, decoded as JSON (no consumer group)."""
-        physical = self.settings.topic(topic)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
                                     enable_auto_commit=False, group_id=None)
         await consumer.start()
         try:
-            partitions = [TopicPartition(physical, p) for p in consumer.partitions_for_topic(physical) or ()]
-            if not partitions:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - first look at a new topic
-                partitions = [TopicPartition(physical, p) for p in consumer.partitions_for_topic(physical) or ()]
+            partitions = await _partitions(consumer, self.settings.topic(topic))
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             end = await consumer.end_offsets(partitions)
@@ -143,18 +141,59 @@ class KafkaProbe:
 
         return await wait_until(check, timeout=timeout, interval=0.3, what=f"{count} matching record(s) on {topic}")
 
+    async def wait_consumed(self, consumer: str, topic: str) -> None:
+        """Wait until consumer group ``consumer`` committed every record now in logical ``topic``."""
+        servers = self.settings.kafka_bootstrap_servers
+        reader = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+        admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+        await reader.start()
+        await admin.start()
+        try:
+            partitions = await _partitions(reader, self.settings.topic(topic))
+            end = await reader.end_offsets(partitions)
+
+            async def caught_up() -> bool:
+                committed = await admin.list_consumer_group_offsets(self.settings.group(consumer))
+                return all(end[tp] == 0 or (tp in committed and committed[tp].offset >= end[tp])
+                           for tp in partitions)
+
+            await wait_until(caught_up, what=f"{consumer} to consume {topic}")
+        finally:
+            await admin.close()
+            await reader.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, physical: str) -> list[TopicPartition]:
+    """Every partition of ``physical``, refreshing metadata on a first look at a new topic."""
+    found = consumer.partitions_for_topic(physical)
+    if not found:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+        found = consumer.partitions_for_topic(physical)
+    return [TopicPartition(physical, p) for p in found or ()]
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request a :class:`WebhookReceiver` got."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
 
 class WebhookReceiver:
-    """A real HTTP server on 127.0.0.1 that records every request (the far end of webhooks).
+    """A real HTTP server on 127.0.0.1 (random port) that records every request.
 
-    ``fail_next(n, status)`` makes the next ``n`` requests answer ``status`` instead of 200;
-    ``delay_next(seconds)`` holds the next request that long before answering.
+    Behaviour is scripted per path, so concurrent tests never consume each other's script:
+    ``respond("hook", 500, 500)`` answers the next two requests to ``/hook`` with 500, and
+    ``delay("hook", 4.0)`` holds the next one 4 s before answering; afterwards it answers 200.
     """
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self._failures: list[int] = []
-        self._delays: list[float] = []
+        self.requests: list[Received] = []
+        self._statuses: dict[str, list[int]] = {}
+        self._delays: dict[str, list[float]] = {}
         self._server: Any = None
         self._task: asyncio.Task[None] | None = None
         self.port = 0
@@ -163,36 +202,51 @@ class WebhookReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def fail_next(self, count: int, status: int = 500) -> None:
-        self._failures.extend([status] * count)
+    def url_for(self, path: str) -> str:
+        return f"{self.url}{_slashed(path)}"
 
-    def delay_next(self, seconds: float) -> None:
-        self._delays.append(seconds)
+    def respond(self, path: str, *statuses: int) -> None:
+        self._statuses[_slashed(path)] = list(statuses)
+
+    def delay(self, path: str, *seconds: float) -> None:
+        self._delays[_slashed(path)] = list(seconds)
+
+    def received(self, path: str) -> list[Received]:
+        """Requests received on ``path``."""
+        return [request for request in self.requests if request.path == _slashed(path)]
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The ASGI app: record, then answer as scripted."""
+        assert scope["type"] == "http"
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        raw = b"".join(chunks)
+        headers = {key.decode().lower(): value.decode() for key, value in scope["headers"]}
+        path = scope["path"]
+        self.requests.append(Received(scope["method"], path, headers, json.loads(raw) if raw else None))
+        delays = self._delays.get(path, [])
+        if delays:
+            await asyncio.sleep(delays.pop(0))
+        statuses = self._statuses.get(path, [])
+        status = statuses.pop(0) if statuses else 200
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": json.dumps({"status": status}).encode()})
 
     async def __aenter__(self) -> WebhookReceiver:
         import socket
 
         import uvicorn
-        from starlette.applications import Starlette
-        from starlette.requests import Request
-        from starlette.responses import JSONResponse
-        from starlette.routing import Route
 
-        async def record(request: Request) -> JSONResponse:
-            body = await request.body()
-            self.requests.append({"path": request.url.path, "method": request.method,
-                                  "headers": dict(request.headers), "json": json.loads(body) if body else None})
-            status = self._failures.pop(0) if self._failures else 200
-            if self._delays:
-                await asyncio.sleep(self._delays.pop(0))
-            return JSONResponse({"received": True}, status_code=status)
-
-        app = Starlette(routes=[Route("/{path:path}", record, methods=["POST", "PUT", "PATCH"])])
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self._server = uvicorn.Server(uvicorn.Config(self, lifespan="off", log_level="warning", access_log=False))
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         await wait_until(lambda: asyncio.sleep(0, result=self._server.started), timeout=10, what="webhook receiver")
         return self
@@ -202,6 +256,6 @@ class WebhookReceiver:
         if self._task is not None:
             await self._task
 
-    def received(self, path: str) -> list[dict[str, Any]]:
-        """Requests received on ``path``."""
-        return [r for r in self.requests if r["path"] == path]
+
+def _slashed(path: str) -> str:
+    return path if path.startswith("/") else f"/{path}"
