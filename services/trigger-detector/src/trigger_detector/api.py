@@ -97,6 +97,13 @@ class EventAccepted(BaseModel):
     topic: str
 
 
+def body_error(exc: ValidationError) -> RequestValidationError:
+    """A body we validated by hand, answered like FastAPI's own 422: each field under ``body``."""
+    return RequestValidationError(
+        [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+    )
+
+
 def strict_rule(document: Any) -> RuleDefinition:
     """Validate a rule body strictly; a bad one becomes a 422 naming each field."""
     if isinstance(document, dict):
@@ -104,9 +111,7 @@ def strict_rule(document: Any) -> RuleDefinition:
     try:
         return validate_rule(document)
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
-        ) from exc
+        raise body_error(exc) from exc
 
 
 def router(runtime: Runtime) -> APIRouter:
@@ -227,9 +232,7 @@ def router(runtime: Runtime) -> APIRouter:
         try:
             event = EventIn.model_validate_json(raw)
         except ValidationError as exc:
-            raise RequestValidationError(
-                [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
-            ) from exc
+            raise body_error(exc) from exc
         envelope = Envelope(id=event.id or str(uuid.uuid4()), type=event.type, source=event.source,
                             time=event.time or datetime.now(UTC), subject=event.subject,
                             tenantid=principal.tenant_id, data=event.data)
