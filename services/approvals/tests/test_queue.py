@@ -41,12 +41,7 @@ async def test_requests_are_queued_once_and_poison_goes_to_the_dlq() -> None:
             await probe.publish(topics.APPROVAL_REQUESTED, envelope.to_bytes(), key="run-1")
             await probe.publish(topics.APPROVAL_REQUESTED, envelope.to_bytes(), key="run-1")
 
-            async def queued() -> list[sa.Row] | None:
-                async with engine.connect() as conn:
-                    rows = (await conn.execute(sa.select(approval_requests))).all()
-                return rows or None
-
-            rows = await wait_until(queued, what="approval request queued")
+            rows = await wait_until(lambda: _count_at_least(engine, 1), what="approval request queued")
             [letter] = await probe.wait_for(topics.dlq(topics.APPROVAL_REQUESTED), lambda r: True)
             # the duplicate was published after the first copy; once the consumer is past it, still one row
             later = build(request.model_copy(update={"approval_id": "marker"}), event_id=str(uuid.uuid4()),
