@@ -31,12 +31,6 @@ def create_engine(settings: Settings, schema: str, *, pool_size: int = 10) -> As
     )
 
 
-def service_schema(settings: Settings, package: str) -> str:
-    """The schema of service ``package`` (its ``SCHEMA`` constant, namespaced)."""
-    module = importlib.import_module(package)
-    return settings.db_schema(module.SCHEMA)
-
-
 def migrate(settings: Settings, package: str) -> None:
     """Upgrade the schema of service ``package`` to the newest Alembic revision."""
     module = importlib.import_module(package)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
@@ -23,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from automation_shared import metrics
 from automation_shared.contracts.asyncapi import asyncapi_document
-from automation_shared.db import create_engine
+from automation_shared.db import create_engine, ping
 from automation_shared.delivery import OutboxRelay
 from automation_shared.logging import configure_logging, get_logger
 from automation_shared.messaging import create_broker, publish
@@ -72,7 +71,7 @@ def health_router(runtime: Runtime) -> APIRouter:
         checks: dict[str, object] = {}
         try:
             async with runtime.engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
+                await ping(conn)
             checks["postgres"] = "ok"
         except Exception as exc:  # noqa: BLE001 - reported as not ready
             checks["postgres"] = f"error: {exc}"

@@ -101,7 +101,3 @@ def describe_validation_error(exc: ValidationError) -> str:
         parts.append(f"{location}: {error['msg']}")
     return "; ".join(parts)
 
-
-def utcnow_iso(now: datetime) -> str:
-    """ISO-8601 text of a UTC instant (helper for payloads that carry times as text)."""
-    return now.astimezone(UTC).isoformat()
