@@ -30,7 +30,8 @@ async def claim_inbox(conn: AsyncConnection, consumer: str, envelope: Envelope) 
     """Record that ``consumer`` processes ``envelope``; False when it already did (duplicate)."""
     result = await conn.execute(
         insert(inbox)
-        .values(consumer=consumer, dedupe_key=envelope.dedupe_key, event_type=envelope.type)
+        .values(consumer=consumer, tenant_id=envelope.tenantid, dedupe_key=envelope.dedupe_key,
+                event_type=envelope.type)
         .on_conflict_do_nothing()
         .returning(inbox.c.consumer)
     )

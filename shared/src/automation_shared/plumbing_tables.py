@@ -1,7 +1,8 @@
 """Inbox and outbox tables, present in every service's schema.
 
 The inbox makes consumption idempotent; the outbox makes publishing atomic with the state
-change that caused it (DESIGN §5).
+change that caused it (DESIGN §5). The declarations below are the current shape; the two
+functions at the end are the migrations every service's Alembic history calls.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ inbox = sa.Table(
     "inbox",
     metadata,
     sa.Column("consumer", sa.Text, primary_key=True),
+    # the tenant is part of the key: tenant A re-using tenant B's {source, id} is not a duplicate
+    sa.Column("tenant_id", sa.Text, primary_key=True),
     sa.Column("dedupe_key", sa.Text, primary_key=True),
     sa.Column("event_type", sa.Text, nullable=False),
     sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("inbox_processed_at", "processed_at"),
 )
 
 outbox = sa.Table(
@@ -29,11 +33,16 @@ outbox = sa.Table(
     sa.Column("payload", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+    # sends Kafka refused; after the configured maximum the row is parked and no longer blocks others
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("parked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("outbox_pending", "id", postgresql_where=sa.text("published_at IS NULL AND parked_at IS NULL")),
 )
 
 
 def create_plumbing_tables() -> None:
-    """Create inbox and outbox in the current migration (call from a service's first revision)."""
+    """Create inbox and outbox as first shipped (call from a service's first revision only)."""
     from alembic import op
 
     op.create_table(
@@ -55,4 +64,26 @@ def create_plumbing_tables() -> None:
     )
     op.create_index(
         "outbox_unpublished", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL")
+    )
+
+
+def upgrade_plumbing_tables_v2() -> None:
+    """Delivery core v2: tenant in the inbox key, purge index, outbox parking columns.
+
+    Rows claimed before this revision keep an empty tenant: they can only suppress an event
+    that is re-sent with an identical source and id, which the old key suppressed as well.
+    """
+    from alembic import op
+
+    op.add_column("inbox", sa.Column("tenant_id", sa.Text, nullable=False, server_default=""))
+    op.alter_column("inbox", "tenant_id", server_default=None)
+    op.drop_constraint("inbox_pkey", "inbox", type_="primary")
+    op.create_primary_key("inbox_pkey", "inbox", ["consumer", "tenant_id", "dedupe_key"])
+    op.create_index("inbox_processed_at", "inbox", ["processed_at"])
+    op.add_column("outbox", sa.Column("attempts", sa.Integer, nullable=False, server_default="0"))
+    op.add_column("outbox", sa.Column("last_error", sa.Text, nullable=True))
+    op.add_column("outbox", sa.Column("parked_at", sa.DateTime(timezone=True), nullable=True))
+    op.drop_index("outbox_unpublished", "outbox")
+    op.create_index(
+        "outbox_pending", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL AND parked_at IS NULL")
     )

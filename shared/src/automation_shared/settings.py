@@ -40,6 +40,23 @@ class Settings(BaseSettings):
     retry_backoff_seconds: float = Field(0.2, ge=0, description="First backoff between handler attempts (doubles).")
     outbox_retention_hours: float = Field(24.0, gt=0, description="Published outbox rows are kept this long.")
     outbox_poll_seconds: float = Field(0.2, gt=0, description="Outbox relay poll interval when idle.")
+    outbox_batch_size: int = Field(500, ge=1, le=10_000, description="Outbox rows the relay sends per pass.")
+    outbox_max_attempts: int = Field(
+        5, ge=1, description="Sends of an outbox row Kafka refuses before the row is parked with its error."
+    )
+    consumer_batch_max: int = Field(
+        500, ge=1, le=10_000, description="Most records one partition's batch handles in one transaction."
+    )
+    consumer_idle_poll_ms: int = Field(
+        200, ge=1, description="How long an idle consumer waits for records; records present are taken at once."
+    )
+    infra_backoff_seconds: float = Field(
+        0.5, gt=0, description="First pause of a partition after an infrastructure error (doubles, with jitter)."
+    )
+    infra_backoff_max_seconds: float = Field(30.0, gt=0, description="Longest pause after infrastructure errors.")
+    inbox_retention_hours: float = Field(
+        168.0, gt=0, description="Inbox rows are kept this long: the window in which a re-sent event is a no-op."
+    )
     run_lease_seconds: float = Field(
         30.0, gt=0, description="How long a run driver holds a run; a crashed driver's runs resume after it."
     )
