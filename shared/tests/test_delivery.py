@@ -1,19 +1,17 @@
-"""Inbox, outbox relay and the consumer policy against real Postgres and real Kafka."""
+"""Inbox and the consumer policy against real Postgres and real Kafka (the relay: test_outbox_relay.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
-import sqlalchemy as sa
 from automation_shared import topics
 from automation_shared.contracts.envelope import Envelope
-from automation_shared.delivery import OutboxRelay, OutboxRow, Outgoing, append_outbox, claim_inbox, publish_order
+from automation_shared.delivery import claim_inbox
 from automation_shared.messaging import Delivery, create_broker, publish, subscribe
-from automation_shared.plumbing_tables import outbox
 from automation_shared.settings import Settings
 from automation_shared.testing import KafkaProbe, domain_event, wait_until
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,55 +24,12 @@ def _event(n: int) -> Envelope:
                     time=datetime.now(UTC), data={"n": n})
 
 
-def test_publish_order_is_by_id_and_bounded() -> None:
-    rows = [OutboxRow(id=i, topic="t", key=None, payload=b"") for i in (5, 2, 9, 3)]
-    assert [r.id for r in publish_order(rows, 3)] == [2, 3, 5]
-
-
 async def test_inbox_claims_an_event_once(plumbing_engine: AsyncEngine) -> None:
     envelope = _event(0)
     async with plumbing_engine.begin() as conn:
         assert await claim_inbox(conn, "c1", envelope) is True
         assert await claim_inbox(conn, "c1", envelope) is False
         assert await claim_inbox(conn, "c2", envelope) is True
-
-
-async def test_relay_does_not_skip_a_row_committed_after_a_higher_id(plumbing_engine: AsyncEngine) -> None:
-    published: list[int] = []
-
-    async def capture(_topic: str, _key: str | None, payload: bytes) -> None:
-        published.append(json.loads(payload)["data"]["n"])
-
-    relay = OutboxRelay(plumbing_engine, capture, service="test")
-    await relay.relay_once()  # drain anything earlier tests left
-    published.clear()
-    async with plumbing_engine.connect() as slow, plumbing_engine.connect() as fast:
-        slow_tx = await slow.begin()
-        await append_outbox(slow, [Outgoing("x", None, _event(1))])  # lower id, commits later
-        async with fast.begin():
-            await append_outbox(fast, [Outgoing("x", None, _event(2))])
-        assert await relay.relay_once() == 1
-        assert published == [2]
-        await slow_tx.commit()
-    assert await relay.relay_once() == 1
-    assert published == [2, 1]
-    assert await relay.backlog() == 0
-
-
-async def test_relay_leaves_rows_pending_when_publishing_fails(plumbing_engine: AsyncEngine) -> None:
-    async def broken(_topic: str, _key: str | None, _payload: bytes) -> None:
-        raise ConnectionError("kafka down")
-
-    ok = OutboxRelay(plumbing_engine, lambda *_: asyncio.sleep(0), service="test")
-    await ok.relay_once()
-    async with plumbing_engine.begin() as conn:
-        await append_outbox(conn, [Outgoing("x", None, _event(3))])
-    with pytest.raises(ConnectionError):
-        await OutboxRelay(plumbing_engine, broken, service="test").relay_once()
-    async with plumbing_engine.connect() as conn:
-        pending = await conn.scalar(sa.select(sa.func.count()).where(outbox.c.published_at.is_(None)))
-    assert pending == 1
-    assert await ok.relay_once() == 1
 
 
 async def test_poison_and_failing_messages_are_dead_lettered_and_valid_ones_still_processed(
@@ -138,19 +93,3 @@ async def test_offsets_are_committed_only_after_the_handler_returns(shared_setti
     assert calls[:2] == [event.id, event.id]
     async with KafkaProbe(shared_settings) as probe:
         assert await probe.read_all(topics.dlq(topic)) == []
-
-
-async def test_purge_removes_only_published_rows_past_retention(plumbing_engine: AsyncEngine) -> None:
-    relay = OutboxRelay(plumbing_engine, lambda *_: asyncio.sleep(0), service="test", retention=timedelta(hours=1))
-    await relay.relay_once()
-    async with plumbing_engine.begin() as conn:
-        await append_outbox(conn, [Outgoing("x", None, _event(n)) for n in (10, 11, 12)])
-        ids = list((await conn.execute(sa.select(outbox.c.id).order_by(outbox.c.id.desc()).limit(3))).scalars())
-        old, recent, pending = sorted(ids)
-        await conn.execute(outbox.update().where(outbox.c.id == old)
-                           .values(published_at=sa.func.now() - timedelta(hours=2)))
-        await conn.execute(outbox.update().where(outbox.c.id == recent).values(published_at=sa.func.now()))
-    await relay.purge_published()
-    async with plumbing_engine.connect() as conn:
-        left = set((await conn.execute(sa.select(outbox.c.id).where(outbox.c.id.in_(ids)))).scalars())
-    assert left == {recent, pending}

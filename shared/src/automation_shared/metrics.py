@@ -11,6 +11,20 @@ EVENTS_PRODUCED = Counter("automation_events_produced_total", "Events published"
 HANDLER_SECONDS = Histogram("automation_handler_seconds", "Handler latency", ["service", "topic"])
 DEAD_LETTERS = Counter("automation_dead_letters_total", "Messages dead-lettered", ["service", "topic", "error_type"])
 OUTBOX_BACKLOG = Gauge("automation_outbox_backlog", "Outbox rows waiting to be published", ["service"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "automation_outbox_oldest_age_seconds", "Age of the oldest outbox row waiting to be published", ["service"]
+)
+# not "automation_outbox_parked": that name belongs to the counter family automation_outbox_parked_total
+OUTBOX_PARKED_ROWS = Gauge("automation_outbox_parked_rows", "Outbox rows parked after Kafka refused them", ["service"])
+OUTBOX_PARKED_TOTAL = Counter("automation_outbox_parked_total", "Outbox rows parked by this process", ["service"])
+OUTBOX_SEND_FAILURES = Counter(
+    "automation_outbox_send_failures_total",
+    "Outbox rows not acknowledged: refused (attempt counted) or deferred (not the row's fault)",
+    ["service", "outcome"],
+)
+OUTBOX_RELAY_ACTIVE = Gauge(
+    "automation_outbox_relay_active", "1 while this process holds its schema's relay lock, 0 on a standby", ["service"]
+)
 CONSUMER_LAG = Gauge("automation_consumer_lag", "Records behind the end of the topic", ["service", "topic"])
 RUNS = Counter("automation_runs_total", "Runs finished, by status", ["service", "outcome"])
 ACTION_SECONDS = Histogram("automation_action_seconds", "Action latency", ["service", "action_type", "outcome"])
