@@ -1,8 +1,9 @@
-"""Assembles a service process: settings, engine, broker, outbox relay, FastAPI app.
+"""Assembles a service process: settings, engine, Kafka producer and consumers, outbox relay, app.
 
 ``build_service`` is called by each service's ``main.create_app``; nothing is created at import
-time. The FastAPI lifespan starts the broker (after every subscriber is registered), the
-outbox relay and the service's background loops, and stops them in reverse order.
+time. The FastAPI lifespan starts the producer, the batch consumers (after every subscription
+is registered), the outbox relay, the inbox purge and the service's background loops, and stops
+them in reverse order: consumers finish and commit the batch in flight before they leave.
 """
 
 from __future__ import annotations
@@ -16,19 +17,22 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
-from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from automation_shared import metrics
 from automation_shared.contracts.asyncapi import asyncapi_document
 from automation_shared.db import create_engine, ping
-from automation_shared.delivery import OutboxRelay
+from automation_shared.delivery import OutboxRelay, OutboxRow
+from automation_shared.inbox import purge_inbox
 from automation_shared.logging import configure_logging, get_logger
-from automation_shared.messaging import create_broker, publish
+from automation_shared.messaging import BatchConsumer, KafkaPublisher, Subscription
 from automation_shared.settings import Settings
 
 log = get_logger(__name__)
+
+INBOX_PURGE_INTERVAL_SECONDS = 600.0
+STOP_GRACE_SECONDS = 30.0
 
 
 @dataclass
@@ -38,9 +42,17 @@ class Runtime:
     settings: Settings
     schema: str
     engine: AsyncEngine
-    broker: KafkaBroker
+    publisher: KafkaPublisher
     relay: OutboxRelay
+    consumers: list[BatchConsumer[Any]] = field(default_factory=list)
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+
+    def subscribe(self, subscription: Subscription[Any]) -> BatchConsumer[Any]:
+        """Consume ``subscription`` in batches once the service starts."""
+        consumer = BatchConsumer(subscription, settings=self.settings, engine=self.engine,
+                                 publisher=self.publisher)
+        self.consumers.append(consumer)
+        return consumer
 
 
 def create_runtime(settings: Settings, schema_base: str) -> Runtime:
@@ -48,14 +60,15 @@ def create_runtime(settings: Settings, schema_base: str) -> Runtime:
     configure_logging(settings.service_name, settings.log_level)
     schema = settings.db_schema(schema_base)
     engine = create_engine(settings, schema)
-    broker = create_broker(settings)
+    publisher = KafkaPublisher(settings)
 
-    async def _publish(topic: str, key: str | None, payload: bytes) -> None:
-        await publish(broker, settings.topic(topic), key, payload)
+    async def send_rows(rows: Sequence[OutboxRow]) -> list[BaseException | None]:
+        return await publisher.send_many([(row.topic, row.key, row.payload) for row in rows])
 
-    relay = OutboxRelay(engine, _publish, service=settings.service_name, poll_seconds=settings.outbox_poll_seconds,
+    relay = OutboxRelay(engine, send_rows, service=settings.service_name, batch_size=settings.outbox_batch_size,
+                        max_attempts=settings.outbox_max_attempts, poll_seconds=settings.outbox_poll_seconds,
                         retention=timedelta(hours=settings.outbox_retention_hours))
-    return Runtime(settings=settings, schema=schema, engine=engine, broker=broker, relay=relay)
+    return Runtime(settings=settings, schema=schema, engine=engine, publisher=publisher, relay=relay)
 
 
 def health_router(runtime: Runtime) -> APIRouter:
@@ -75,11 +88,7 @@ def health_router(runtime: Runtime) -> APIRouter:
             checks["postgres"] = "ok"
         except Exception as exc:  # noqa: BLE001 - reported as not ready
             checks["postgres"] = f"error: {exc}"
-        try:
-            ok = await runtime.broker.ping(timeout=2.0)
-            checks["kafka"] = "ok" if ok else "error: no answer"
-        except Exception as exc:  # noqa: BLE001 - reported as not ready
-            checks["kafka"] = f"error: {exc}"
+        checks["kafka"] = "ok" if await runtime.publisher.ping(timeout=2.0) else "error: no answer"
         checks["consumer_lag"] = await consumer_lag(runtime)
         try:
             backlog = await runtime.relay.backlog()
@@ -106,8 +115,8 @@ def health_router(runtime: Runtime) -> APIRouter:
 async def consumer_lag(runtime: Runtime) -> dict[str, int]:
     """Records behind the high-water mark per topic, from this process's consumers."""
     lag: dict[str, int] = {}
-    for subscriber in runtime.broker.subscribers:
-        consumer = getattr(subscriber, "consumer", None)
+    for batch_consumer in runtime.consumers:
+        consumer = batch_consumer.consumer
         if consumer is None:
             continue
         for tp in consumer.assignment():
@@ -121,6 +130,20 @@ async def consumer_lag(runtime: Runtime) -> dict[str, int]:
     return lag
 
 
+async def purge_inbox_forever(runtime: Runtime) -> None:
+    """Delete inbox rows past the retention every few minutes (the README states the window)."""
+    retention = timedelta(hours=runtime.settings.inbox_retention_hours)
+    while True:
+        try:
+            async with runtime.engine.begin() as conn:
+                purged = await purge_inbox(conn, retention)
+            if purged:
+                log.info("inbox_purged", rows=purged)
+        except Exception as exc:  # noqa: BLE001 - an outage only delays the purge; the next pass retries
+            log.warning("inbox_purge_failed", error=repr(exc))
+        await asyncio.sleep(INBOX_PURGE_INTERVAL_SECONDS)
+
+
 def build_service(
     runtime: Runtime,
     *,
@@ -132,17 +155,27 @@ def build_service(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await runtime.broker.start()
-        tasks = [asyncio.create_task(runtime.relay.run(), name="outbox-relay")]
+        await runtime.publisher.start()
+        for consumer in runtime.consumers:
+            await consumer.start()
+        consuming = [asyncio.create_task(c.run(), name=f"consume-{c.subscription.consumer}")
+                     for c in runtime.consumers]
+        tasks = [asyncio.create_task(runtime.relay.run(), name="outbox-relay"),
+                 asyncio.create_task(purge_inbox_forever(runtime), name="inbox-purge")]
         tasks += [asyncio.create_task(loop(), name=getattr(loop, "__name__", "loop")) for loop in runtime.background]
         log.info("service_started", schema=runtime.schema)
         try:
             yield
         finally:
-            for task in tasks:
+            for consumer in runtime.consumers:
+                consumer.request_stop()
+            _done, late = await asyncio.wait(consuming, timeout=STOP_GRACE_SECONDS) if consuming else (set(), set())
+            for task in (*late, *tasks):
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await runtime.broker.stop()
+            await asyncio.gather(*consuming, *tasks, return_exceptions=True)
+            for consumer in runtime.consumers:
+                await consumer.stop()
+            await runtime.publisher.stop()
             await runtime.engine.dispose()
             log.info("service_stopped")
 

@@ -2,48 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from automation_shared import topics
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import ApprovalRequested
 from automation_shared.contracts.registry import decode
-from automation_shared.delivery import claim_inbox
-from automation_shared.messaging import Delivery, subscribe
+from automation_shared.messaging import Consumed, Delivery, Subscription
 from automation_shared.service import Runtime
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from approvals.adapters.tables import approval_requests
 
 CONSUMER = "approval-queue"
 
 
+def decode_request(envelope: Envelope, _delivery: Delivery) -> ApprovalRequested:
+    """The typed ``approval.requested`` payload (poison when it does not match the contract)."""
+    return decode(envelope, ApprovalRequested)
+
+
 def register(runtime: Runtime) -> None:
     """Subscribe the approvals handlers to their topics."""
 
-    async def queue_approval_request(envelope: Envelope, delivery: Delivery) -> None:
-        """Put a requested approval into the tenant's queue as pending."""
-        request = decode(envelope, ApprovalRequested)
-        async with runtime.engine.begin() as conn:
-            if not await claim_inbox(conn, CONSUMER, envelope):
-                return
-            await conn.execute(
-                insert(approval_requests)
-                .values(
-                    approval_id=request.approval_id,
-                    tenant_id=envelope.tenantid,
-                    run_id=request.run_id,
-                    automation_id=request.automation_id,
-                    automation_version=request.automation_version,
-                    step_id=request.step_id,
-                    risk_level=request.risk_level,
-                    approver_roles=list(request.approver_roles),
-                    reason=request.reason,
-                    status="pending",
-                    requested_at=envelope.time or delivery.received_at,
-                    expires_at=request.expires_at,
-                    context=request.context,
-                )
-                .on_conflict_do_nothing()
-            )
+    async def queue_approval_requests(conn: AsyncConnection, batch: Sequence[Consumed[ApprovalRequested]]) -> None:
+        """Put requested approvals into their tenants' queues as pending."""
+        rows = [
+            {
+                "approval_id": item.payload.approval_id,
+                "tenant_id": item.envelope.tenantid,
+                "run_id": item.payload.run_id,
+                "automation_id": item.payload.automation_id,
+                "automation_version": item.payload.automation_version,
+                "step_id": item.payload.step_id,
+                "risk_level": item.payload.risk_level,
+                "approver_roles": list(item.payload.approver_roles),
+                "reason": item.payload.reason,
+                "status": "pending",
+                "requested_at": item.envelope.time or item.delivery.received_at,
+                "expires_at": item.payload.expires_at,
+                "context": item.payload.context,
+            }
+            for item in batch
+        ]
+        await conn.execute(insert(approval_requests).values(rows).on_conflict_do_nothing())
 
-    subscribe(runtime.broker, runtime.settings, topic=topics.APPROVAL_REQUESTED, consumer=CONSUMER,
-              handler=queue_approval_request)
+    runtime.subscribe(Subscription(topic=topics.APPROVAL_REQUESTED, consumer=CONSUMER, decode=decode_request,
+                                   handler=queue_approval_requests,
+                                   description="Put requested approvals into the tenant's queue."))

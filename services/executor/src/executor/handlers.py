@@ -2,40 +2,59 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from automation_shared import topics
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import TriggerDetected
 from automation_shared.contracts.registry import decode
-from automation_shared.delivery import append_outbox, claim_inbox
-from automation_shared.messaging import Delivery, subscribe
+from automation_shared.delivery import Outgoing, append_outbox
+from automation_shared.messaging import AfterCommit, Consumed, Delivery, Subscription
 from automation_shared.service import Runtime
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from executor.adapters import repository
 from executor.adapters.metrics import observe_run
 from executor.adapters.system import new_uuid, utcnow
-from executor.domain.runs import start_run
+from executor.domain.runs import RunState, start_run
 
 CONSUMER = "run-starter"
 
 
+def decode_trigger(envelope: Envelope, _delivery: Delivery) -> TriggerDetected:
+    """The typed ``trigger.detected`` payload (poison when it does not match the contract)."""
+    return decode(envelope, TriggerDetected)
+
+
 def register(runtime: Runtime, *, on_run_started: Callable[[], None]) -> None:
     """Subscribe the executor's handlers; ``on_run_started`` wakes the run driver."""
+    service = runtime.settings.service_name
 
-    async def start_run_for_trigger(envelope: Envelope, delivery: Delivery) -> None:
-        """Create the run of a detected trigger (once per run id) and announce ``run.started``."""
-        trigger = decode(envelope, TriggerDetected)
-        state, events = start_run(trigger, envelope, now=utcnow(), new_id=new_uuid)
-        async with runtime.engine.begin() as conn:
-            if not await claim_inbox(conn, CONSUMER, envelope):
-                return
-            if not await repository.insert_run(conn, state):
-                return  # another trigger.detected already started this run
-            await append_outbox(conn, events)
-        runtime.relay.notify()
-        on_run_started()
-        observe_run(runtime.settings.service_name, state)
+    async def start_runs_for_triggers(conn: AsyncConnection,
+                                      batch: Sequence[Consumed[TriggerDetected]]) -> AfterCommit | None:
+        """Create the run of each detected trigger (once per run id) and announce ``run.started``."""
+        now = utcnow()
+        started = [start_run(item.payload, item.envelope, now=now, new_id=new_uuid) for item in batch]
+        new_ids = await repository.insert_runs(conn, [state for state, _events in started])
+        created: list[RunState] = []
+        announced: list[Outgoing] = []
+        for state, events in started:
+            if state.run_id in new_ids:  # another trigger.detected may already have started this run
+                new_ids.discard(state.run_id)
+                announced.extend(events)
+                created.append(state)
+        if not created:
+            return None
+        await append_outbox(conn, announced)
 
-    subscribe(runtime.broker, runtime.settings, topic=topics.TRIGGER_DETECTED, consumer=CONSUMER,
-              handler=start_run_for_trigger)
+        def after() -> None:
+            runtime.relay.notify()
+            on_run_started()
+            for state in created:
+                observe_run(service, state)
+
+        return after
+
+    runtime.subscribe(Subscription(topic=topics.TRIGGER_DETECTED, consumer=CONSUMER, decode=decode_trigger,
+                                   handler=start_runs_for_triggers,
+                                   description="Create the run of each detected trigger."))

@@ -2,38 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from automation_shared import metrics, topics
 from automation_shared.contracts.envelope import Envelope
-from automation_shared.delivery import append_outbox, claim_inbox
-from automation_shared.messaging import Delivery, subscribe
+from automation_shared.delivery import append_outbox
+from automation_shared.messaging import AfterCommit, Consumed, Delivery, Subscription
 from automation_shared.service import Runtime
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trigger_detector.adapters import repository
+from trigger_detector.adapters.rule_cache import RuleCache
 from trigger_detector.domain.detection import decide_on_event
 
 CONSUMER = "event-detector"
 
 
-def register(runtime: Runtime) -> None:
+def with_event_time(envelope: Envelope, delivery: Delivery) -> Envelope:
+    """An event without ``time`` happened when Kafka received it."""
+    if envelope.time is None:
+        return envelope.model_copy(update={"time": delivery.received_at})
+    return envelope
+
+
+def register(runtime: Runtime, rules: RuleCache) -> None:
     """Subscribe the detection handler to ``domain.events``."""
+    service = runtime.settings.service_name
 
-    async def detect_event_triggers(envelope: Envelope, delivery: Delivery) -> None:
-        """Evaluate the tenant's rules against a domain event; emit detected/skipped."""
-        if envelope.time is None:
-            envelope = envelope.model_copy(update={"time": delivery.received_at})
-        async with runtime.engine.begin() as conn:
-            if not await claim_inbox(conn, CONSUMER, envelope):
-                return
-            rules = await repository.active_rules(conn, envelope.tenantid)
-            outgoing = decide_on_event(rules, envelope, now=datetime.now(UTC))
-            await append_outbox(conn, outgoing)
-        for item in outgoing:
-            outcome = "detected" if item.topic == topics.TRIGGER_DETECTED else "skipped"
-            metrics.TRIGGERS.labels(runtime.settings.service_name, "event", outcome).inc()
-        if outgoing:
-            runtime.relay.notify()
+    async def detect_event_triggers(conn: AsyncConnection, batch: Sequence[Consumed[Envelope]]) -> AfterCommit:
+        """Evaluate the tenants' rules against a batch of domain events; emit detected/skipped."""
+        await rules.refresh(conn)
+        now = datetime.now(UTC)
+        outgoing = [item for consumed in batch
+                    for item in decide_on_event(rules.active_rules(consumed.payload.tenantid), consumed.payload,
+                                                now=now)]
+        await append_outbox(conn, outgoing)
 
-    subscribe(runtime.broker, runtime.settings, topic=topics.DOMAIN_EVENTS, consumer=CONSUMER,
-              handler=detect_event_triggers)
+        def after() -> None:
+            detected = sum(1 for item in outgoing if item.topic == topics.TRIGGER_DETECTED)
+            metrics.TRIGGERS.labels(service, "event", "detected").inc(detected)
+            metrics.TRIGGERS.labels(service, "event", "skipped").inc(len(outgoing) - detected)
+            if outgoing:
+                runtime.relay.notify()
+
+        return after
+
+    runtime.subscribe(Subscription(topic=topics.DOMAIN_EVENTS, consumer=CONSUMER, decode=with_event_time,
+                                   handler=detect_event_triggers,
+                                   description="Evaluate the tenants' rules against domain events."))

@@ -7,13 +7,14 @@ from automation_shared.settings import Settings
 from fastapi import FastAPI
 
 from trigger_detector import SCHEMA, api, handlers
+from trigger_detector.adapters.rule_cache import RuleCache
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The trigger-detector app: rules API, event ingest, detection consumer."""
     settings = settings or Settings(service_name="trigger-detector")
     runtime = create_runtime(settings, SCHEMA)
-    handlers.register(runtime)
+    handlers.register(runtime, RuleCache())
     return build_service(
         runtime,
         title="trigger-detector",

@@ -213,7 +213,12 @@ class DeadLetter(Payload):
     partition: int = Field(description="Partition of the original record.")
     offset: int = Field(description="Offset of the original record.")
     key: str | None = Field(None, description="Original key (UTF-8, replacement on bad bytes).")
-    value: str | None = Field(None, description="Original value (UTF-8, replacement on bad bytes).")
+    value: str | None = Field(
+        None, description="Original value (UTF-8, replacement on bad bytes), cut to a bounded excerpt."
+    )
+    value_truncated: bool = Field(False, description="Whether `value` is only the start of the original.")
+    value_bytes: int = Field(0, ge=0, description="Size of the original value in bytes.")
+    value_sha256: str | None = Field(None, description="SHA-256 (hex) of the original value's bytes.")
     consumer: str = Field(description="Consumer group that gave up.")
     error: str = Field(description="Why it could not be processed.")
     error_type: str = Field(description="Error class name.")

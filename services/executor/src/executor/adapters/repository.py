@@ -102,6 +102,17 @@ async def insert_run(conn: AsyncConnection, state: RunState) -> bool:
     return result.first() is not None
 
 
+async def insert_runs(conn: AsyncConnection, states: Sequence[RunState]) -> set[str]:
+    """Create the runs in one statement; returns the ids created (existing ids change nothing)."""
+    if not states:
+        return set()
+    result = await conn.execute(
+        insert(runs).values([state_to_row(state) for state in states]).on_conflict_do_nothing()
+        .returning(runs.c.run_id)
+    )
+    return {str(run_id) for run_id in result.scalars()}
+
+
 async def claim_due_run(conn: AsyncConnection, *, now: datetime, lease: timedelta) -> RunState | None:
     """Lease the running run due longest ago whose lease is free or expired; None when idle."""
     due = (

@@ -28,9 +28,19 @@ def lookup(context: Mapping[str, Any], path: str) -> Any:
     return None if value is _MISSING else value
 
 
+EVENT_PREFIX = "event."
+
+
 def _find(context: Mapping[str, Any], path: str) -> Any:
     if path in context:
         return context[path]
+    found = _walk(context, path)
+    if found is _MISSING and path.startswith(EVENT_PREFIX):  # event.<key> also names the data key <key>
+        return _walk(context, path[len(EVENT_PREFIX):])
+    return found
+
+
+def _walk(context: Mapping[str, Any], path: str) -> Any:
     current: Any = context
     for segment in path.split("."):
         if isinstance(current, Mapping) and segment in current:

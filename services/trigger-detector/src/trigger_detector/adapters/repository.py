@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from automation_shared.delivery import Outgoing, append_outbox
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trigger_detector.adapters.tables import automation_versions, automations
+from trigger_detector.adapters.tables import REVISION_SEQUENCE, automation_versions, automations
 from trigger_detector.domain.detection import SOURCE, ActiveRule
 from trigger_detector.domain.rules import Automation
 
@@ -63,13 +64,25 @@ async def versions(conn: AsyncConnection, tenant_id: str, automation_id: str) ->
     )).all()
 
 
+# pg_advisory_xact_lock key serialising rule saves, so revisions become visible in commit order
+REVISION_LOCK_ID = 7_201_200
+
+
 async def save(conn: AsyncConnection, automation: Automation, *, event_id: str, now: datetime) -> None:
-    """Upsert the current version, append the version row and the ``automation.rules`` snapshot."""
+    """Upsert the current version, append the version row and the ``automation.rules`` snapshot.
+
+    The save takes a transaction-scoped lock before drawing its revision: a revision drawn
+    while an earlier save is still uncommitted could otherwise become visible first, and a
+    detector that refreshed in between would never read the earlier save (see ``RuleCache``).
+    Rule saves are rare, so serialising them costs nothing measurable.
+    """
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(REVISION_LOCK_ID)))
     definition = automation.definition.model_dump(mode="json")
     values = {
         "tenant_id": automation.tenant_id, "version": automation.version, "status": automation.status.value,
         "name": automation.definition.name, "category": automation.definition.category,
         "definition": definition, "updated_at": automation.updated_at, "updated_by": automation.updated_by,
+        "revision": REVISION_SEQUENCE.next_value(),
     }
     await conn.execute(
         insert(automations).values(id=automation.id, created_at=automation.created_at, **values)
@@ -84,16 +97,35 @@ async def save(conn: AsyncConnection, automation: Automation, *, event_id: str, 
     await append_outbox(conn, [Outgoing(topics.AUTOMATION_RULES, automation.id, envelope)])
 
 
-async def active_rules(conn: AsyncConnection, tenant_id: str) -> list[ActiveRule]:
-    """The tenant's deployed and paused rules (the ones an event can fire or skip)."""
+@dataclass(frozen=True)
+class RuleChange:
+    """A rule as saved at ``revision``; ``rule`` is None when it cannot fire or skip (draft, failed)."""
+
+    revision: int
+    tenant_id: str
+    automation_id: str
+    rule: ActiveRule | None
+
+
+async def rules_changed_since(conn: AsyncConnection, revision: int) -> list[RuleChange]:
+    """Every rule saved after ``revision``, in revision order.
+
+    Ordered by revision. Deployed and paused rules are returned as :class:`ActiveRule` (a
+    paused rule still records skips); drafts and failed rules as None, so a cache drops them.
+    """
     rows = (await conn.execute(
-        sa.select(automations.c.id, automations.c.version, automations.c.status, automations.c.definition)
-        .where(automations.c.tenant_id == tenant_id,
-               automations.c.status.in_([RuleStatus.DEPLOYED.value, RuleStatus.PAUSED.value]))
-        .order_by(automations.c.id)
+        sa.select(automations.c.id, automations.c.tenant_id, automations.c.version, automations.c.status,
+                  automations.c.definition, automations.c.revision)
+        .where(automations.c.revision > revision)
+        .order_by(automations.c.revision)
     )).all()
+    live = {RuleStatus.DEPLOYED.value, RuleStatus.PAUSED.value}
     return [
-        ActiveRule(automation_id=row.id, version=row.version, status=RuleStatus(row.status),
-                   definition=RuleDefinition.model_validate(row.definition))
+        RuleChange(
+            revision=int(row.revision), tenant_id=row.tenant_id, automation_id=row.id,
+            rule=ActiveRule(automation_id=row.id, version=row.version, status=RuleStatus(row.status),
+                            definition=RuleDefinition.model_validate(row.definition))
+            if row.status in live else None,
+        )
         for row in rows
     ]

@@ -20,7 +20,13 @@ automations = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_by", sa.Text, nullable=False),
+    # rises with every save, in commit order (see repository.save): detectors refresh their
+    # in-memory rules by reading only the rows above the revision they hold
+    sa.Column("revision", sa.BigInteger, nullable=False),
+    sa.Index("automations_revision", "revision"),
 )
+
+REVISION_SEQUENCE = sa.Sequence("automations_revision_seq", metadata=metadata)
 
 automation_versions = sa.Table(
     "automation_versions",

@@ -15,12 +15,24 @@ from automation_shared.contracts.events import ConditionResult, EventRef
 from automation_shared.contracts.rules import Condition, Operator
 
 MISSING: Any = object()
+EVENT_PREFIX = "event."
 
 
 def resolve(context: Mapping[str, Any], path: str) -> Any:
-    """The value at ``path``: an exact flat key first, else a dotted walk; ``MISSING`` if absent."""
+    """The value at ``path``: an exact flat key first, else a dotted walk; ``MISSING`` if absent.
+
+    ``event.<key>`` that is not an envelope attribute names the event's data key ``<key>``: the
+    context carries the data once, as the flat keys (see :func:`event_context`).
+    """
     if path in context:
         return context[path]
+    found = _walk(context, path)
+    if found is MISSING and path.startswith(EVENT_PREFIX):
+        return _walk(context, path[len(EVENT_PREFIX):])
+    return found
+
+
+def _walk(context: Mapping[str, Any], path: str) -> Any:
     current: Any = context
     for part in path.split("."):
         if isinstance(current, Mapping) and part in current:
@@ -143,11 +155,13 @@ def describe_failures(results: Sequence[ConditionResult]) -> str:
 def event_context(ref: EventRef, data: Mapping[str, Any], at: datetime) -> dict[str, Any]:
     """The context a rule's conditions see for a domain event.
 
-    Flat keys are the event's data keys (``product_count``); ``event.*`` holds the data plus
-    the envelope attributes; ``subject.id`` the subject; ``time.*`` the event time in UTC.
+    Flat keys are the event's data keys (``product_count``); ``event.*`` names the envelope
+    attributes and, through :func:`resolve`, the data keys as well; ``subject.id`` the
+    subject; ``time.*`` the event time in UTC. The data is carried once: this context travels
+    inside ``trigger.detected``, so copying it would multiply the record size (an event near
+    the size limit would produce a record Kafka refuses).
     """
-    event = {**data, "id": ref.id, "type": ref.type, "source": ref.source, "subject": ref.subject,
-             "data": dict(data)}
+    event = {"id": ref.id, "type": ref.type, "source": ref.source, "subject": ref.subject}
     return {
         **data,
         "event": event,
