@@ -1,7 +1,7 @@
-"""Inbox (idempotent consumption) and outbox (atomic publishing) operations, and the outbox relay.
+"""The outbox (atomic publishing) and its relay.
 
-Both run on the caller's connection, inside the caller's transaction: a handler's state
-changes, its inbox row and its outbox rows commit together or not at all. The
+``append_outbox`` runs on the caller's connection, inside the caller's transaction: a handler's
+state changes, its inbox rows (see ``inbox``) and its outbox rows commit together or not at all. The
 :class:`OutboxRelay` later sends committed outbox rows to Kafka (see its docstring for the
 ordering, parking and backoff rules).
 """
@@ -31,30 +31,18 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
     UnknownProducerId,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from automation_shared import metrics
 from automation_shared.contracts.envelope import Envelope
-from automation_shared.errors import AutomationError, TransientError
+from automation_shared.errors import AutomationError, OversizedOutgoing, TransientError
 from automation_shared.logging import get_logger
-from automation_shared.plumbing_tables import inbox, outbox
+from automation_shared.plumbing_tables import outbox
 
 log = get_logger(__name__)
 
 PURGE_INTERVAL_SECONDS = 600.0
-
-
-async def claim_inbox(conn: AsyncConnection, consumer: str, envelope: Envelope) -> bool:
-    """Record that ``consumer`` processes ``envelope``; False when it already did (duplicate)."""
-    result = await conn.execute(
-        insert(inbox)
-        .values(consumer=consumer, tenant_id=envelope.tenantid, dedupe_key=envelope.dedupe_key,
-                event_type=envelope.type)
-        .on_conflict_do_nothing()
-        .returning(inbox.c.consumer)
-    )
-    return result.first() is not None
 
 
 @dataclass(frozen=True)
@@ -66,12 +54,29 @@ class Outgoing:
     envelope: Envelope
 
 
+# The broker's default ``message.max.bytes`` (1 MiB) less headroom for key, headers and batch
+# framing. Ingest accepts events up to ``AUTOMATION_MAX_MESSAGE_BYTES`` (1,000,000 by default),
+# so a derived event that carries the data once still fits; one that would not is refused here.
+MAX_RECORD_BYTES = 1_044_480
+
+
 async def append_outbox(conn: AsyncConnection, items: Iterable[Outgoing]) -> int:
-    """Add events to the outbox in the caller's transaction; returns how many."""
-    rows = [
-        {"topic": item.topic, "key": item.key, "event_type": item.envelope.type, "payload": item.envelope.to_bytes()}
-        for item in items
-    ]
+    """Add events to the outbox in the caller's transaction; returns how many.
+
+    Raises:
+        OversizedOutgoing: an event would be a record Kafka refuses. Nothing is written (the
+            caller's transaction rolls back), and a consumer dead-letters the message that
+            caused it with this reason, instead of leaving a row that can never be published.
+    """
+    rows = []
+    for item in items:
+        payload = item.envelope.to_bytes()
+        if len(payload) > MAX_RECORD_BYTES:
+            raise OversizedOutgoing(
+                f"{item.envelope.type} for {item.key or 'no key'} would be {len(payload)} bytes, "
+                f"over the {MAX_RECORD_BYTES}-byte record limit"
+            )
+        rows.append({"topic": item.topic, "key": item.key, "event_type": item.envelope.type, "payload": payload})
     if rows:
         await conn.execute(outbox.insert(), rows)
     return len(rows)

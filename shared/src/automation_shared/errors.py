@@ -28,6 +28,10 @@ class OversizedMessage(PoisonMessage):
     """The message exceeds the configured maximum size."""
 
 
+class OversizedOutgoing(PoisonMessage):
+    """Handling the message would emit a record larger than Kafka accepts; it is refused up front."""
+
+
 class UnknownEventType(PoisonMessage):
     """An internal topic carried an event type this platform does not define."""
 

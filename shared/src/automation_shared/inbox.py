@@ -10,6 +10,7 @@ that is processed again (the README states the window).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
@@ -64,14 +65,14 @@ async def claim_batch(conn: AsyncConnection, consumer: str, items: Sequence[H]) 
     return [item for key, item in first.items() if key in claimed]
 
 
+@dataclass(frozen=True)
+class _Single:
+    envelope: Envelope
+
+
 async def claim_inbox(conn: AsyncConnection, consumer: str, envelope: Envelope) -> bool:
     """Claim one event for ``consumer``; False when it was already processed (duplicate)."""
-
-    class _One:
-        def __init__(self, env: Envelope) -> None:
-            self.envelope = env
-
-    return bool(await claim_batch(conn, consumer, [_One(envelope)]))
+    return bool(await claim_batch(conn, consumer, [_Single(envelope)]))
 
 
 async def purge_inbox(conn: AsyncConnection, retention: timedelta) -> int:

@@ -146,8 +146,9 @@ class KafkaPublisher:
             if self._producer is not broken:
                 return  # another sender replaced it already
             log.warning("kafka_producer_replaced_after_refusal")
+            stale: Any = broken
             await self.start()
-            await broken.stop()
+            await stale.stop()
 
     async def stop(self) -> None:
         if self._producer is not None:

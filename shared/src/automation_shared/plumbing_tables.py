@@ -38,6 +38,7 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("parked_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("outbox_pending", "id", postgresql_where=sa.text("published_at IS NULL AND parked_at IS NULL")),
+    sa.Index("outbox_parked", "id", postgresql_where=sa.text("parked_at IS NOT NULL")),
 )
 
 
@@ -87,3 +88,4 @@ def upgrade_plumbing_tables_v2() -> None:
     op.create_index(
         "outbox_pending", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL AND parked_at IS NULL")
     )
+    op.create_index("outbox_parked", "outbox", ["id"], postgresql_where=sa.text("parked_at IS NOT NULL"))

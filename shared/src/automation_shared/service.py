@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -91,11 +92,9 @@ def health_router(runtime: Runtime) -> APIRouter:
         checks["kafka"] = "ok" if await runtime.publisher.ping(timeout=2.0) else "error: no answer"
         checks["consumer_lag"] = await consumer_lag(runtime)
         try:
-            backlog = await runtime.relay.backlog()
-            metrics.OUTBOX_BACKLOG.labels(runtime.settings.service_name).set(backlog)
-            checks["outbox_backlog"] = backlog
-        except Exception as exc:  # noqa: BLE001 - reported as not ready
-            checks["outbox_backlog"] = f"error: {exc}"
+            checks["outbox"] = dataclasses.asdict(await runtime.relay.pending_stats())
+        except Exception as exc:  # noqa: BLE001 - reported, not fatal: alert on the metrics instead
+            checks["outbox"] = f"error: {exc}"
         healthy = checks["postgres"] == "ok" and checks["kafka"] == "ok"
         return JSONResponse({"status": "ready" if healthy else "not_ready", "checks": checks},
                             status_code=200 if healthy else 503)
