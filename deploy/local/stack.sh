@@ -194,6 +194,13 @@ pg_down() {
   rm -f "$STACK_DIR/pids/postgres.pid"
 }
 
+pg_kill() { # crash-stop (no checkpoint, connections cut): what resilience tests simulate an outage with
+  [[ -f "$STACK_DIR/pgdata.path" ]] || die "no postgres data directory recorded for stack $STACK_NAME"
+  local data; data="$(cat "$STACK_DIR/pgdata.path")"
+  log "crash-stopping PostgreSQL (pg_ctl stop -m immediate)"
+  as_pg "$PG_BIN/pg_ctl" -D "$data" -m immediate -w stop >/dev/null
+}
+
 # ---------------------------------------------------------------- topics + migrations
 provision() {
   log "creating topics (partitions=$PARTITIONS, namespace='${AUTOMATION_NAMESPACE}')"
@@ -279,6 +286,7 @@ case "${1:-}" in
   install) cmd_install ;;
   kafka-up) kafka_up ;;
   pg-up) pg_up ;;
+  pg-kill) pg_kill ;;
   infra-up) cmd_install; pg_up; kafka_up; provision ;;
   services-up) services_up ;;
   up) cmd_install; pg_up; kafka_up; provision; services_up ;;
