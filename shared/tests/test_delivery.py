@@ -11,16 +11,17 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
 from automation_shared import topics
 from automation_shared.cli import create_topics
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.errors import TransientError
-from automation_shared.inbox import claim_batch, claim_inbox
+from automation_shared.inbox import claim_batch, claim_inbox, purge_inbox
 from automation_shared.messaging import (
     DLQ_VALUE_CHARS,
     BatchConsumer,
@@ -110,6 +111,19 @@ async def test_batch_claim_keeps_order_and_drops_duplicates_within_and_across_ba
         assert [item.envelope.id for item in claimed] == [first.id, second.id]
         again = await claim_batch(conn, "batch", [Item(third), Item(second)])
         assert [item.envelope.id for item in again] == [third.id]
+
+
+async def test_inbox_rows_past_the_retention_are_purged(plumbing_engine: AsyncEngine) -> None:
+    old, recent = _event(1, tenant="purge"), _event(2, tenant="purge")
+    async with plumbing_engine.begin() as conn:
+        await claim_inbox(conn, "purger", old)
+        await claim_inbox(conn, "purger", recent)
+        await conn.execute(inbox.update().where(inbox.c.dedupe_key == old.dedupe_key)
+                           .values(processed_at=sa.func.now() - timedelta(hours=10)))
+        assert await purge_inbox(conn, timedelta(hours=5)) >= 1
+        left = set((await conn.execute(sa.select(inbox.c.dedupe_key).where(
+            inbox.c.consumer == "purger"))).scalars())
+    assert left == {recent.dedupe_key}
 
 
 async def test_a_poison_record_in_the_middle_of_a_batch_is_dead_lettered_alone(
@@ -254,3 +268,41 @@ async def test_oversized_and_undecodable_records_are_poison_with_a_bounded_dead_
     assert big["value_truncated"] is True
     assert len(big["value"]) == DLQ_VALUE_CHARS
     assert big["value_sha256"] == hashlib.sha256(near_limit).hexdigest()
+
+
+async def test_a_partition_in_an_outage_backs_off_while_the_other_partitions_keep_flowing(
+    isolated: Settings, plumbing_engine: AsyncEngine,
+) -> None:
+    """Infrastructure errors pause only their partition, with growing pauses — never a hot loop."""
+    topic = topics.AUTOMATION_COMMANDS
+    stalled_calls = 0
+    handled: list[str] = []
+
+    async def handler(_conn: AsyncConnection, batch: Sequence[Consumed[Envelope]]) -> None:
+        nonlocal stalled_calls
+        if any(item.envelope.data.get("stall") for item in batch):
+            stalled_calls += 1
+            raise TransientError("this partition's database shard is down")
+        handled.extend(item.envelope.id for item in batch)
+
+    producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_bootstrap_servers, enable_idempotence=True,
+                                acks="all")
+    await producer.start()
+    try:
+        stalled = await producer.send_and_wait(isolated.topic(topic), _event(0).model_copy(
+            update={"data": {"stall": True}}).to_bytes(), key=b"stalled")
+        healthy: dict[str, int] = {}
+        for n in range(30):
+            event = _event(n)
+            sent = await producer.send_and_wait(isolated.topic(topic), event.to_bytes(), key=f"k-{n}".encode())
+            healthy[event.id] = sent.partition
+    finally:
+        await producer.stop()
+    elsewhere = {event_id for event_id, partition in healthy.items() if partition != stalled.partition}
+    assert elsewhere, "some healthy records landed on other partitions"
+    async with consuming(isolated, plumbing_engine, topic, handler):
+        await wait_until(lambda: asyncio.sleep(0, result=elsewhere <= set(handled)),
+                         what="the other partitions' records handled during the outage")
+        await asyncio.sleep(3.0)
+    # first pause 0.5 s (jittered to ≥ 0.25 s), doubling: a handful of tries in ~3-4 s, not hundreds
+    assert 1 <= stalled_calls <= 8
