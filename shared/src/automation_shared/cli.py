@@ -42,7 +42,7 @@ async def create_topics(settings: Settings) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="automation")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("create-topics", help="create every topic of DESIGN §4 (idempotent)")
+    sub.add_parser("create-topics", help="create every platform topic and its dead-letter topic (idempotent)")
     migrate_cmd = sub.add_parser("migrate", help="upgrade a service schema to head")
     migrate_cmd.add_argument("package", help="service package, e.g. trigger_detector")
     token_cmd = sub.add_parser("token", help="print a JWT signed with the configured key")

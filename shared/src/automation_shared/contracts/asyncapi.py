@@ -81,7 +81,7 @@ def asyncapi_document(namespace: str = "") -> dict[str, Any]:
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "Automation platform events", "version": "1",
-                 "description": "CloudEvents 1.0 envelopes on Kafka; see DESIGN §4."},
+                 "description": "CloudEvents 1.0 envelopes on Kafka (see the README, section Events)."},
         "defaultContentType": "application/cloudevents+json",
         "channels": channels,
         "components": {"messages": messages, "schemas": schemas},
