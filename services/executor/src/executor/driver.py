@@ -1,42 +1,58 @@
-"""The run driver: performs the due steps of running runs, one claimed run at a time per worker.
+"""The run driver: claims due runs in batches, performs their steps concurrently, records in groups.
 
-For each due run a worker
+Three parts work together in one process:
 
-1. claims it with a lease (a short transaction; replicas never claim the same run at once),
-2. performs the next step *outside* any transaction (a webhook may take seconds), unless the
-   step's effect is already recorded under its idempotency key, in which case the recorded
-   outcome is reused and nothing is re-sent,
-3. records the effect, the step log, the advanced run and its events (outbox) in one
-   transaction, which also frees the lease.
+1. the **claimer** leases, in one short transaction, as many due runs as the pool has free
+   slots (``FOR UPDATE SKIP LOCKED``: replicas never lease the same run), at most
+   ``tenant_slots`` in flight per tenant and tenants taking turns (see
+   :mod:`executor.domain.scheduling`); the same transaction lengthens the lease of steps whose
+   timeout outlasts it and looks up which steps' effects are already recorded;
+2. each claimed step is **performed** in a task of its own, *outside* any transaction (a
+   webhook may take its whole timeout): simulated in test mode, the recorded outcome reused
+   when its idempotency key is in the effects table (nothing is re-sent), else sent;
+3. the **recorder** takes whatever outcomes are ready (up to ``record_batch``, never waiting
+   for more) and commits their effects, step logs, advanced runs (each only if its
+   ``sequence`` is unchanged: a run cancelled meanwhile keeps only its effect) and events
+   (outbox) in one transaction of bulk statements. While it commits, the next outcomes queue
+   up, so the group grows with the load. A run whose next step is due at once keeps its lease
+   and goes straight back to step 2, without another claim.
 
-A crash between 1 and 3 leaves the lease to expire; another worker then resumes the run and
-the step is re-sent with the same ``webhook-id``, which receivers use to drop the duplicate.
-Workers wake when a run starts (``wake``) and otherwise poll, so retries come due on time.
+A crash anywhere leaves the leases to expire; another driver then resumes the runs and re-sends
+their steps with the same ``webhook-id``, which receivers use to drop the duplicate.
+The claimer wakes when a run starts (``wake``) or a slot frees, and otherwise polls, so retries
+come due on time.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
 import structlog
-from automation_shared.delivery import append_outbox
+from automation_shared.delivery import Outgoing, append_outbox
+from automation_shared.failures import is_transient
 from automation_shared.logging import get_logger
 from automation_shared.service import Runtime
 
 from executor.adapters import repository
 from executor.adapters.metrics import observe_action, observe_run
+from executor.adapters.repository import Advance
 from executor.adapters.system import new_uuid, utcnow
 from executor.adapters.webhook import SentEffect, new_client, send_webhook
 from executor.domain.runs import PendingStep, RunState, StepOutcome, apply_outcome, next_step
+from executor.domain.scheduling import PoolLimits, continuation_lease, lease_for, plan_claim
 from executor.domain.webhooks import build_webhook_request, simulated_outcome
 
 log = get_logger(__name__)
 
 DEFAULT_LEASE = timedelta(seconds=30)
-LEASE_MARGIN = timedelta(seconds=15)
+DEFAULT_POOL_SIZE = 128
+DEFAULT_TENANT_SLOTS = 32
+DEFAULT_RECORD_BATCH = 256
 MAX_BACKOFF_SECONDS = 5.0
 
 
@@ -44,8 +60,28 @@ class RunInvariantBroken(Exception):
     """A running run has no step left to perform (the state machine never stores that)."""
 
 
+@dataclass(frozen=True)
+class ClaimedStep:
+    """A leased run and the step it performs next."""
+
+    state: RunState
+    pending: PendingStep
+    recorded: SentEffect | None = None
+    """The effect already recorded under the step's idempotency key (it is never re-sent)."""
+
+
+@dataclass(frozen=True)
+class PerformedStep:
+    """A claimed step and what happened when it was performed."""
+
+    claimed: ClaimedStep
+    outcome: StepOutcome
+    effect: SentEffect | None
+    """The side effect performed now; None when simulated or already recorded."""
+
+
 class RunDriver:
-    """Background loop that advances running runs whose next step is due."""
+    """Background loops that advance running runs whose next step is due."""
 
     def __init__(
         self,
@@ -53,7 +89,9 @@ class RunDriver:
         *,
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_uuid,
-        workers: int = 4,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        tenant_slots: int = DEFAULT_TENANT_SLOTS,
+        record_batch: int = DEFAULT_RECORD_BATCH,
         poll_seconds: float = 0.5,
         lease: timedelta = DEFAULT_LEASE,
     ) -> None:
@@ -61,97 +99,222 @@ class RunDriver:
         self._service = runtime.settings.service_name
         self._clock = clock
         self._new_id = new_id
-        self._workers = workers
+        self._limits = PoolLimits(pool_size=pool_size, tenant_slots=min(tenant_slots, pool_size))
+        self._record_batch = record_batch
         self._poll_seconds = poll_seconds
         self._lease = lease
         self._wake = asyncio.Event()
+        self._in_flight: dict[str, str] = {}
+        """Run id → tenant of every run leased by this process and not yet recorded."""
+        self._outcomes: asyncio.Queue[PerformedStep] = asyncio.Queue()
 
     def wake(self) -> None:
         """Look for due runs now (called after a transaction that made a run due commits)."""
         self._wake.set()
 
-    async def run(self) -> None:
-        """Drive runs forever with ``workers`` concurrent workers sharing one HTTP client."""
-        async with new_client() as client, asyncio.TaskGroup() as group:
-            for number in range(self._workers):
-                group.create_task(self._work(client), name=f"run-driver-{number}")
+    @property
+    def in_flight(self) -> dict[str, str]:
+        """Run id → tenant of the runs this process holds (claimed, not yet recorded)."""
+        return dict(self._in_flight)
 
-    async def _work(self, client: httpx.AsyncClient) -> None:
+    async def run(self) -> None:
+        """Drive runs forever: one claimer, one recorder and a task per step in flight."""
+        async with new_client(max_connections=self._limits.pool_size) as client, asyncio.TaskGroup() as group:
+            group.create_task(self._record_forever(client, group), name="run-recorder")
+            group.create_task(self._claim_forever(client, group), name="run-claimer")
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    async def _claim_forever(self, client: httpx.AsyncClient, group: asyncio.TaskGroup) -> None:
         backoff = self._poll_seconds
         while True:
             self._wake.clear()
             try:
-                advanced = await self.drive_next_run(client)
+                claimed = await self.claim_steps()
                 backoff = self._poll_seconds
-            except Exception as exc:  # noqa: BLE001 - the run stays leased and is resumed; the loop lives on
-                log.exception("run_driver_failed", error=repr(exc), retry_in=backoff)
-                advanced = False
+            except Exception as exc:  # noqa: BLE001 - nothing was leased (the transaction rolled back); retry later
+                log.exception("run_claim_failed", error=repr(exc), retry_in=backoff)
+                claimed = []
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-            if advanced:
-                continue
-            try:
+            for step in claimed:
+                group.create_task(self._perform_and_queue(client, step), name=f"run-step-{step.state.run_id}")
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-            except TimeoutError:
-                pass
 
-    async def drive_next_run(self, client: httpx.AsyncClient) -> bool:
-        """Advance one due run by one step; False when no run is due."""
+    async def claim_steps(self, *, limit: int | None = None) -> list[ClaimedStep]:
+        """Lease due runs for the pool's free slots (at most ``limit``) and return their next steps.
+
+        The claimed runs count as in flight until their outcome is recorded.
+        """
+        plan = plan_claim(self._in_flight.values(), self._limits, limit=limit)
+        if plan is None:
+            return []
         now = self._clock()
         async with self._runtime.engine.begin() as conn:
-            state = await repository.claim_due_run(conn, now=now, lease=self._lease)
-        if state is None:
-            return False
-        pending = next_step(state)
-        if pending is None:
-            raise RunInvariantBroken(f"run {state.run_id} is running with no step left")
-        with structlog.contextvars.bound_contextvars(
-            tenant_id=state.tenant_id, automation_id=state.automation_id, run_id=state.run_id,
-            correlation_id=state.cause.correlationid or state.cause.id, step_id=pending.step_id,
-        ):
-            await self._keep_leased(state, pending, claimed_at=now)
-            outcome, effect = await self._perform(client, state, pending)
-            await self._record(state, pending, outcome, effect)
-        return True
+            states = await repository.claim_due_runs(conn, plan, now=now, lease=self._lease)
+            steps = list(_pending_steps(states))
+            await repository.extend_leases(conn, _longer_leases(steps, claimed_at=now, lease=self._lease))
+            recorded = await repository.find_effects(
+                conn, [pending.idempotency_key for state, pending in steps if not state.test_mode])
+        # runs without a step stay leased: logged once per lease, never performed
+        self._in_flight.update((state.run_id, state.tenant_id) for state, _pending in steps)
+        return [ClaimedStep(state, pending, recorded.get(pending.idempotency_key)) for state, pending in steps]
 
-    async def _keep_leased(self, state: RunState, pending: PendingStep, *, claimed_at: datetime) -> None:
-        """Extend the lease when the step may outlast it (slow webhook timeouts)."""
-        needed = timedelta(seconds=pending.step.timeout_seconds) + min(LEASE_MARGIN, self._lease)
-        if needed > self._lease:
-            async with self._runtime.engine.begin() as conn:
-                await repository.extend_lease(conn, state.run_id, until=claimed_at + needed)
+    # -- performing --------------------------------------------------------------------------
 
-    async def _perform(
-        self, client: httpx.AsyncClient, state: RunState, pending: PendingStep
-    ) -> tuple[StepOutcome, SentEffect | None]:
+    async def _perform_and_queue(self, client: httpx.AsyncClient, claimed: ClaimedStep) -> None:
+        with _step_context(claimed):
+            try:
+                performed = await self.perform(client, claimed)
+            except Exception as exc:  # noqa: BLE001 - like a crash: the run stays leased and resumes after it
+                log.exception("step_perform_failed", error=repr(exc))
+                self._release([claimed.state.run_id])
+                return
+        await self._outcomes.put(performed)
+
+    async def perform(self, client: httpx.AsyncClient, claimed: ClaimedStep) -> PerformedStep:
         """Attempt the step: simulate it in test mode, reuse a recorded effect, or send it."""
+        state, pending = claimed.state, claimed.pending
         request = build_webhook_request(state, pending, now=self._clock())
         if state.test_mode:
-            return simulated_outcome(request), None
-        async with self._runtime.engine.connect() as conn:
-            recorded = await repository.find_effect(conn, pending.idempotency_key)
-        if recorded is not None:
+            return PerformedStep(claimed, simulated_outcome(request), None)
+        if claimed.recorded is not None:
             log.info("effect_already_recorded", idempotency_key=pending.idempotency_key)
-            return recorded.outcome, None
+            return PerformedStep(claimed, claimed.recorded.outcome, None)
         effect = await send_webhook(client, request)
         observe_action(self._service, pending.step.type, effect.outcome)
         log.info("webhook_sent", idempotency_key=pending.idempotency_key, status=effect.outcome.status.value,
                  response_status=effect.response_status, error=effect.outcome.error)
-        return effect.outcome, effect
+        return PerformedStep(claimed, effect.outcome, effect)
 
-    async def _record(
-        self, state: RunState, pending: PendingStep, outcome: StepOutcome, effect: SentEffect | None
-    ) -> None:
-        """Commit the effect, the step log, the advanced run and its events together."""
+    # -- recording ---------------------------------------------------------------------------
+
+    async def _record_forever(self, client: httpx.AsyncClient, group: asyncio.TaskGroup) -> None:
+        while True:
+            batch = [await self._outcomes.get()]
+            while len(batch) < self._record_batch and not self._outcomes.empty():
+                batch.append(self._outcomes.get_nowait())
+            for step in await self._record_until_done(batch):
+                group.create_task(self._perform_and_queue(client, step), name=f"run-step-{step.state.run_id}")
+
+    async def _record_until_done(self, batch: list[PerformedStep]) -> list[ClaimedStep]:
+        """Record ``batch``, retrying through infrastructure outages; returns the runs to continue.
+
+        While Postgres is down the batch is held (and its slots with it, which stops claiming);
+        a batch that fails for another reason is recorded one step at a time, so one bad step
+        cannot block the others. A step that cannot be recorded on its own is dropped like a
+        crash: its run stays leased and is resumed, with the same idempotency key, after it.
+        """
+        delay = self._poll_seconds
+        while True:
+            try:
+                return await self.record(batch)
+            except Exception as exc:  # noqa: BLE001 - classified below; every branch keeps or releases the runs
+                if is_transient(exc):
+                    log.warning("step_record_retry", error=repr(exc), steps=len(batch), retry_in=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                    continue
+                if len(batch) == 1:
+                    with _step_context(batch[0].claimed):
+                        log.exception("step_record_failed", error=repr(exc))
+                    self._release([batch[0].claimed.state.run_id])
+                    return []
+                log.warning("step_batch_record_failed", error=repr(exc), steps=len(batch))
+                continued: list[ClaimedStep] = []
+                for performed in batch:
+                    continued += await self._record_until_done([performed])
+                return continued
+
+    async def record(self, batch: Sequence[PerformedStep], *, continue_due: bool = True) -> list[ClaimedStep]:
+        """Commit the effects, step logs, advanced runs and their events of ``batch`` together.
+
+        Returns the runs whose next step is due now (when ``continue_due``): they stay leased
+        (and in flight) to be performed next without another claim. Every other run of the
+        batch is released. A run cancelled or advanced meanwhile keeps only its effect.
+        """
         now = self._clock()
-        advanced, events = apply_outcome(state, outcome, now=now, new_id=self._new_id)
+        decided = [self._decide(performed, now=now, continue_due=continue_due) for performed in batch]
+        advances = [advance for advance, _events in decided]
         async with self._runtime.engine.begin() as conn:
-            if effect is not None:
-                await repository.record_effect(conn, state.run_id, pending, effect, at=now)
-            if not await repository.save_run(conn, advanced, expected_sequence=state.sequence):
-                # cancelled or advanced by another worker while the step ran: keep only the effect
-                log.warning("run_changed_while_step_ran", sequence=state.sequence)
-                return
-            await repository.record_attempt(conn, state, pending, outcome, sequence=state.sequence + 1, at=now)
-            await append_outbox(conn, events)
+            await repository.record_effects(conn, advances, at=now)
+            saved = await repository.save_runs(conn, advances)
+            kept = [(advance, events) for advance, events in decided if advance.claimed.run_id in saved]
+            await repository.record_attempts(conn, [advance for advance, _events in kept], at=now)
+            await append_outbox(conn, [event for _advance, events in kept for event in events])
+            going_on = [(advance.advanced, pending) for advance, _events in kept
+                        if advance.lease_until is not None and (pending := next_step(advance.advanced)) is not None]
+            recorded = await repository.find_effects(
+                conn, [pending.idempotency_key for state, pending in going_on if not state.test_mode])
         self._runtime.relay.notify()
-        observe_run(self._service, advanced)
+        for advance in advances:
+            if advance.claimed.run_id not in saved:
+                with _step_context(ClaimedStep(advance.claimed, advance.pending)):
+                    log.warning("run_changed_while_step_ran", sequence=advance.claimed.sequence)
+        for advance, _events in kept:
+            observe_run(self._service, advance.advanced)
+        continued = [ClaimedStep(state, pending, recorded.get(pending.idempotency_key)) for state, pending in going_on]
+        going = {step.state.run_id for step in continued}
+        self._release([advance.claimed.run_id for advance in advances if advance.claimed.run_id not in going])
+        return continued
+
+    def _decide(
+        self, performed: PerformedStep, *, now: datetime, continue_due: bool
+    ) -> tuple[Advance, list[Outgoing]]:
+        """Where the run goes after the outcome, and whether this driver keeps it to go on at once."""
+        claimed = performed.claimed
+        advanced, events = apply_outcome(claimed.state, performed.outcome, now=now, new_id=self._new_id)
+        keep_until = continuation_lease(advanced, now=now, lease=self._lease) if continue_due else None
+        advance = Advance(claimed=claimed.state, pending=claimed.pending, outcome=performed.outcome,
+                          advanced=advanced, effect=performed.effect, lease_until=keep_until)
+        return advance, events
+
+    def _release(self, run_ids: Sequence[str]) -> None:
+        """Free the slots of ``run_ids`` and let the claimer fill them."""
+        for run_id in run_ids:
+            self._in_flight.pop(run_id, None)
+        if run_ids:
+            self._wake.set()
+
+    # -- one step at a time (tests, tools) ---------------------------------------------------
+
+    async def drive_once(self, client: httpx.AsyncClient, *, limit: int | None = None) -> int:
+        """Claim due runs, perform their steps concurrently and record them; how many advanced."""
+        claimed = await self.claim_steps(limit=limit)
+        try:
+            performed = await asyncio.gather(*(self.perform(client, step) for step in claimed))
+            await self.record(performed, continue_due=False)
+        finally:
+            self._release([step.state.run_id for step in claimed])
+        return len(claimed)
+
+    async def drive_next_run(self, client: httpx.AsyncClient) -> bool:
+        """Advance one due run by one step; False when no run is due."""
+        return await self.drive_once(client, limit=1) > 0
+
+
+def _pending_steps(states: Sequence[RunState]) -> Iterator[tuple[RunState, PendingStep]]:
+    for state in states:
+        pending = next_step(state)
+        if pending is None:
+            log.error("run_without_step", run_id=state.run_id, error=str(RunInvariantBroken(state.run_id)))
+            continue
+        yield state, pending
+
+
+def _longer_leases(
+    steps: Sequence[tuple[RunState, PendingStep]], *, claimed_at: datetime, lease: timedelta
+) -> dict[str, datetime]:
+    longer = ((state.run_id, lease_for(pending, claimed_at=claimed_at, lease=lease)) for state, pending in steps)
+    return {run_id: until for run_id, until in longer if until is not None}
+
+
+@contextlib.contextmanager
+def _step_context(claimed: ClaimedStep) -> Iterator[None]:
+    """Log context of one step (tenant, automation, run, correlation, step ids)."""
+    state = claimed.state
+    with structlog.contextvars.bound_contextvars(
+        tenant_id=state.tenant_id, automation_id=state.automation_id, run_id=state.run_id,
+        correlation_id=state.cause.correlationid or state.cause.id, step_id=claimed.pending.step_id,
+    ):
+        yield

@@ -1,8 +1,8 @@
 """Runs, step attempts and effects in Postgres. Every function works in the caller's transaction.
 
-Concurrency: a driver *claims* a due run by leasing it (``FOR UPDATE SKIP LOCKED`` so replicas
-never claim the same row at once), performs the step outside any transaction, then saves the
-advanced state only if the run still stands where it was claimed (``sequence`` unchanged).
+Concurrency: a driver *claims* due runs by leasing them (``FOR UPDATE SKIP LOCKED`` so replicas
+never claim the same row at once), performs their steps outside any transaction, then saves the
+advanced states only if each run still stands where it was claimed (``sequence`` unchanged).
 A driver that crashed leaves its lease to expire and another driver resumes the run; a driver
 that lost a race (the run was cancelled or advanced meanwhile) has its save rejected.
 """
@@ -10,6 +10,7 @@ that lost a race (the run was cancelled or advanced meanwhile) has its save reje
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,12 +19,13 @@ from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import StepStatus, TriggerKind
 from automation_shared.contracts.rules import ActionStep
 from pydantic import TypeAdapter
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from executor.adapters.tables import effects, runs, step_attempts
 from executor.adapters.webhook import SentEffect
 from executor.domain.runs import RUNNING, PendingStep, RunState, StepOutcome
+from executor.domain.scheduling import ClaimPlan
 
 _STEPS = TypeAdapter(tuple[ActionStep, ...])
 
@@ -113,30 +115,85 @@ async def insert_runs(conn: AsyncConnection, states: Sequence[RunState]) -> set[
     return {str(run_id) for run_id in result.scalars()}
 
 
+# Tenants with running runs are found by a skip scan over ``runs_due_by_tenant`` (one index probe
+# per tenant, however long its backlog); each tenant then offers its oldest due, unleased runs,
+# at most what it has free (LATERAL ... LIMIT), locked with SKIP LOCKED so replicas never take the
+# same row. The offers are interleaved round-robin (every tenant's first run, then every second
+# run, ...) and the first ``limit`` are leased. Rows offered but not chosen stay locked only until
+# this short transaction commits, and are never leased.
+_CLAIM = sa.text("""
+WITH RECURSIVE tenants(tenant_id) AS (
+    (SELECT tenant_id FROM runs WHERE status = 'running' ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.tenant_id FROM runs AS r
+            WHERE r.status = 'running' AND r.tenant_id > t.tenant_id ORDER BY r.tenant_id LIMIT 1)
+    FROM tenants AS t WHERE t.tenant_id IS NOT NULL
+),
+quota AS (
+    SELECT t.tenant_id, GREATEST(LEAST(:tenant_slots - COALESCE(b.busy, 0), :limit), 0) AS free
+    FROM tenants AS t
+    LEFT JOIN unnest(:busy_tenants, :busy_counts) AS b(tenant_id, busy) ON b.tenant_id = t.tenant_id
+    WHERE t.tenant_id IS NOT NULL
+),
+offered AS (
+    SELECT o.run_id, o.next_due_at, row_number() OVER (PARTITION BY q.tenant_id ORDER BY o.next_due_at) AS turn
+    FROM quota AS q
+    CROSS JOIN LATERAL (
+        SELECT r.run_id, r.next_due_at FROM runs AS r
+        WHERE r.tenant_id = q.tenant_id AND r.status = 'running' AND r.next_due_at <= :now
+          AND (r.lease_until IS NULL OR r.lease_until < :now)
+        ORDER BY r.next_due_at
+        LIMIT q.free
+        FOR UPDATE SKIP LOCKED
+    ) AS o
+    WHERE q.free > 0
+),
+chosen AS (
+    SELECT run_id FROM offered ORDER BY turn, next_due_at, run_id LIMIT :limit
+)
+UPDATE runs SET lease_until = :lease_until FROM chosen WHERE runs.run_id = chosen.run_id
+RETURNING runs.*
+""").bindparams(
+    sa.bindparam("busy_tenants", type_=ARRAY(sa.Text)),
+    sa.bindparam("busy_counts", type_=ARRAY(sa.Integer)),
+    sa.bindparam("now", type_=sa.DateTime(timezone=True)),
+    sa.bindparam("lease_until", type_=sa.DateTime(timezone=True)),
+    sa.bindparam("limit", type_=sa.Integer),
+    sa.bindparam("tenant_slots", type_=sa.Integer),
+)
+
+
+async def claim_due_runs(
+    conn: AsyncConnection, plan: ClaimPlan, *, now: datetime, lease: timedelta
+) -> list[RunState]:
+    """Lease up to ``plan.limit`` due runs whose lease is free or expired, fairly across tenants.
+
+    No tenant gets more than it has free in ``plan``; tenants take turns (round-robin by due
+    time), so a tenant with a backlog cannot take the slots of a tenant with one due run.
+    Returned in the order they were offered (oldest turn first).
+    """
+    busy = sorted(plan.busy.items())
+    result = await conn.execute(_CLAIM, {
+        "busy_tenants": [tenant for tenant, _count in busy], "busy_counts": [count for _tenant, count in busy],
+        "now": now, "lease_until": now + lease, "limit": plan.limit, "tenant_slots": plan.tenant_slots,
+    })
+    states = [state_from_row(row) for row in result.mappings()]
+    return sorted(states, key=lambda state: (state.next_due_at or now, state.run_id))
+
+
 async def claim_due_run(conn: AsyncConnection, *, now: datetime, lease: timedelta) -> RunState | None:
     """Lease the running run due longest ago whose lease is free or expired; None when idle."""
-    due = (
-        sa.select(runs.c.run_id)
-        .where(
-            runs.c.status == RUNNING,
-            runs.c.next_due_at <= now,
-            sa.or_(runs.c.lease_until.is_(None), runs.c.lease_until < now),
+    claimed = await claim_due_runs(conn, ClaimPlan(limit=1, tenant_slots=1), now=now, lease=lease)
+    return claimed[0] if claimed else None
+
+
+async def extend_leases(conn: AsyncConnection, until: dict[str, datetime]) -> None:
+    """Keep claimed runs leased longer (``run_id`` → lease end), for steps slower than the lease."""
+    if until:
+        await conn.execute(
+            runs.update().where(runs.c.run_id == sa.bindparam("leased_run")).values(lease_until=sa.bindparam("until")),
+            [{"leased_run": run_id, "until": end} for run_id, end in until.items()],
         )
-        .order_by(runs.c.next_due_at)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    result = await conn.execute(
-        runs.update().where(runs.c.run_id == due).values(lease_until=now + lease).returning(*runs.c)
-    )
-    row = result.mappings().first()
-    return state_from_row(row) if row is not None else None
-
-
-async def extend_lease(conn: AsyncConnection, run_id: str, *, until: datetime) -> None:
-    """Keep a claimed run leased until ``until`` (for steps slower than the default lease)."""
-    await conn.execute(runs.update().where(runs.c.run_id == run_id).values(lease_until=until))
 
 
 async def load_run(
@@ -164,36 +221,92 @@ async def save_run(conn: AsyncConnection, state: RunState, *, expected_sequence:
     return result.first() is not None
 
 
-async def record_attempt(
-    conn: AsyncConnection, state: RunState, pending: PendingStep, outcome: StepOutcome, *, sequence: int,
-    at: datetime,
-) -> None:
-    """Add one attempt to the run's step log."""
+@dataclass(frozen=True)
+class Advance:
+    """One performed step to record: the run as claimed, the step, what happened, where the run goes."""
+
+    claimed: RunState
+    pending: PendingStep
+    outcome: StepOutcome
+    advanced: RunState
+    effect: SentEffect | None = None
+    """A side effect performed now (None when simulated or already recorded)."""
+    lease_until: datetime | None = None
+    """Keep the run leased until then (the driver continues it at once); None frees the lease."""
+
+
+_SAVED_COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
+    ("status", sa.Text()), ("sequence", sa.Integer()), ("step_index", sa.Integer()), ("attempt", sa.Integer()),
+    ("steps_completed", sa.Integer()), ("steps_failed", sa.Integer()), ("message", sa.Text()),
+    ("finished_at", sa.DateTime(timezone=True)), ("next_due_at", sa.DateTime(timezone=True)),
+    ("lease_until", sa.DateTime(timezone=True)),
+)
+_KEY_COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
+    ("run_id", sa.Text()), ("expected_sequence", sa.Integer()),
+)
+
+# One array per column, unnested into rows: a single statement text whatever the batch size
+# (prepared once per connection) and NULLs keep their column's type.
+_SAVE_RUNS = sa.text(f"""
+UPDATE runs SET {", ".join(f"{name} = new.{name}" for name, _type in _SAVED_COLUMNS)}
+FROM unnest({", ".join(f":{name}" for name, _type in _KEY_COLUMNS + _SAVED_COLUMNS)})
+     AS new({", ".join(name for name, _type in _KEY_COLUMNS + _SAVED_COLUMNS)})
+WHERE runs.run_id = new.run_id AND runs.sequence = new.expected_sequence AND runs.status = 'running'
+RETURNING runs.run_id
+""").bindparams(*(sa.bindparam(name, type_=ARRAY(type_)) for name, type_ in _KEY_COLUMNS + _SAVED_COLUMNS))
+
+
+async def save_runs(conn: AsyncConnection, items: Sequence[Advance]) -> set[str]:
+    """Store every advanced run that still stands where it was claimed, in one statement.
+
+    ``UPDATE runs ... FROM unnest(...)`` with the optimistic ``sequence`` check per run;
+    returns the ids saved. A run cancelled or advanced meanwhile is left as it is.
+    """
+    if not items:
+        return set()
+    rows = [_state_columns(item.advanced) | {"lease_until": item.lease_until, "run_id": item.advanced.run_id,
+                                             "expected_sequence": item.claimed.sequence} for item in items]
+    result = await conn.execute(
+        _SAVE_RUNS, {name: [row[name] for row in rows] for name, _type in _KEY_COLUMNS + _SAVED_COLUMNS})
+    return {str(run_id) for run_id in result.scalars()}
+
+
+async def record_attempts(conn: AsyncConnection, items: Sequence[Advance], *, at: datetime) -> None:
+    """Add one attempt per item to the runs' step logs, in one statement."""
+    if not items:
+        return
     await conn.execute(
         insert(step_attempts)
-        .values(
-            run_id=state.run_id,
-            step_id=pending.step_id,
-            attempt=pending.attempt,
-            sequence=sequence,
-            action_type=pending.step.type,
-            status=outcome.status.value,
-            duration_ms=outcome.duration_ms,
-            result=dict(outcome.result),
-            error=outcome.error,
-            retryable=outcome.retryable,
-            idempotency_key=None if outcome.status is StepStatus.DRY_RUN else pending.idempotency_key,
-            recorded_at=at,
-        )
+        .values([
+            {
+                "run_id": item.claimed.run_id,
+                "step_id": item.pending.step_id,
+                "attempt": item.pending.attempt,
+                "sequence": item.claimed.sequence + 1,
+                "action_type": item.pending.step.type,
+                "status": item.outcome.status.value,
+                "duration_ms": item.outcome.duration_ms,
+                "result": dict(item.outcome.result),
+                "error": item.outcome.error,
+                "retryable": item.outcome.retryable,
+                "idempotency_key": None if item.outcome.status is StepStatus.DRY_RUN else item.pending.idempotency_key,
+                "recorded_at": at,
+            }
+            for item in items
+        ])
         .on_conflict_do_nothing()
     )
 
 
-async def find_effect(conn: AsyncConnection, key: str) -> SentEffect | None:
-    """The recorded side effect sent under ``key``, if any."""
-    row = (await conn.execute(sa.select(effects).where(effects.c.idempotency_key == key))).mappings().first()
-    if row is None:
-        return None
+async def find_effects(conn: AsyncConnection, keys: Sequence[str]) -> dict[str, SentEffect]:
+    """The recorded side effects sent under any of ``keys``, by key."""
+    if not keys:
+        return {}
+    rows = (await conn.execute(sa.select(effects).where(effects.c.idempotency_key.in_(keys)))).mappings()
+    return {row["idempotency_key"]: _effect_of(row) for row in rows}
+
+
+def _effect_of(row: sa.RowMapping) -> SentEffect:
     delivered = row["status"] == DELIVERED
     outcome = StepOutcome(
         status=StepStatus.COMPLETED if delivered else StepStatus.FAILED,
@@ -205,28 +318,27 @@ async def find_effect(conn: AsyncConnection, key: str) -> SentEffect | None:
     return SentEffect(outcome, response_status=row["response_status"], response_excerpt=row["response_excerpt"])
 
 
-async def record_effect(
-    conn: AsyncConnection, run_id: str, pending: PendingStep, effect: SentEffect, *, at: datetime
-) -> None:
-    """Record a performed side effect under its idempotency key (first record wins)."""
-    outcome = effect.outcome
-    await conn.execute(
-        insert(effects)
-        .values(
-            idempotency_key=pending.idempotency_key,
-            run_id=run_id,
-            step_id=pending.step_id,
-            attempt=pending.attempt,
-            status=DELIVERED if outcome.status is StepStatus.COMPLETED else FAILED,
-            response_status=effect.response_status,
-            response_excerpt=effect.response_excerpt,
-            error=outcome.error,
-            retryable=outcome.retryable,
-            duration_ms=outcome.duration_ms,
-            recorded_at=at,
-        )
-        .on_conflict_do_nothing()
-    )
+async def record_effects(conn: AsyncConnection, items: Sequence[Advance], *, at: datetime) -> None:
+    """Record the side effects performed for ``items`` under their idempotency keys (first record wins)."""
+    rows = [
+        {
+            "idempotency_key": item.pending.idempotency_key,
+            "run_id": item.claimed.run_id,
+            "step_id": item.pending.step_id,
+            "attempt": item.pending.attempt,
+            "status": DELIVERED if item.effect.outcome.status is StepStatus.COMPLETED else FAILED,
+            "response_status": item.effect.response_status,
+            "response_excerpt": item.effect.response_excerpt,
+            "error": item.effect.outcome.error,
+            "retryable": item.effect.outcome.retryable,
+            "duration_ms": item.effect.outcome.duration_ms,
+            "recorded_at": at,
+        }
+        for item in items
+        if item.effect is not None
+    ]
+    if rows:
+        await conn.execute(insert(effects).values(rows).on_conflict_do_nothing())
 
 
 async def step_log(conn: AsyncConnection, run_id: str) -> Sequence[sa.RowMapping]:
