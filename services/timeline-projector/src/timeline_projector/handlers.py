@@ -1,13 +1,17 @@
 """Kafka subscribers of the timeline projector: one consumer group per projected topic.
 
 Each handler receives a partition's batch in one transaction (inbox already claimed by the
-consumer), locks each entry, applies the pure projection and saves the outcome. A duplicate is
-a no-op; events of one run arrive on different topics in any order and the projection is order-independent.
+consumer), groups its events by entry, locks those entries with one statement, folds each
+entry's events with the pure projection and saves the outcomes with one insert and one update.
+A duplicate is a no-op; events of one run arrive on different topics in any order and the
+projection is order-independent, so six consumers may project onto the same entries concurrently.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
+from functools import partial
 
 from automation_shared import topics
 from automation_shared.contracts.envelope import Envelope
@@ -22,10 +26,11 @@ from timeline_projector.adapters import repository
 from timeline_projector.domain.projection import (
     PROJECTED_TYPES,
     EventMeta,
+    ProjectedEvent,
     ProjectionConflict,
     TimelineEntry,
     entry_id_of,
-    project,
+    project_all,
 )
 
 # logical topic -> consumer name (one consumer group and one inbox namespace each)
@@ -62,20 +67,39 @@ def payload_decoder(topic: str) -> Decode[Payload]:
 
 
 def projecting_handler(topic: str) -> BatchHandler[Payload]:
-    """The handler that projects a batch of ``topic`` events onto their entries."""
+    """The handler that projects a batch of ``topic`` events onto their entries, in bulk."""
 
     async def project_events(conn: AsyncConnection, batch: Sequence[Consumed[Payload]]) -> None:
-        for item in batch:
-            meta = EventMeta.from_envelope(item.envelope, received_at=item.delivery.received_at)
-
-            def apply(entry: TimelineEntry | None, item: Consumed[Payload] = item,
-                      meta: EventMeta = meta) -> TimelineEntry:
-                return project(entry, item.envelope.type, item.payload, meta)
-
-            try:
-                await repository.apply_to_entry(conn, entry_id_of(item.payload), apply)
-            except ProjectionConflict as exc:
-                raise EntryConflict(str(exc)) from exc
+        await project_batch(conn, batch)
 
     project_events.__name__ = f"project_{topic.replace('.', '_')}"
     return project_events
+
+
+async def project_batch(conn: AsyncConnection, batch: Sequence[Consumed[Payload]]) -> dict[str, TimelineEntry]:
+    """Project every event of ``batch`` onto its entry with a constant number of statements.
+
+    Events are grouped by entry and each entry's events folded with the pure projection (it
+    is order-independent and idempotent, so folding a group equals applying its events one by
+    one in any order). One conflicting event (an entry of another tenant or kind) fails the
+    whole batch with :class:`EntryConflict` before anything is written; the consumer then
+    replays the batch one record per transaction, so only that record is dead-lettered.
+
+    Raises:
+        EntryConflict: an event names an entry of another tenant or kind.
+    """
+    try:
+        return await repository.apply_to_entries(conn, {
+            entry_id: partial(project_all, events=events) for entry_id, events in group_by_entry(batch).items()
+        })
+    except ProjectionConflict as exc:
+        raise EntryConflict(str(exc)) from exc
+
+
+def group_by_entry(batch: Sequence[Consumed[Payload]]) -> dict[str, list[ProjectedEvent]]:
+    """The events of ``batch`` grouped by the entry they belong to, in batch order within a group."""
+    groups: dict[str, list[ProjectedEvent]] = defaultdict(list)
+    for item in batch:
+        meta = EventMeta.from_envelope(item.envelope, received_at=item.delivery.received_at)
+        groups[entry_id_of(item.payload)].append((item.envelope.type, item.payload, meta))
+    return groups

@@ -6,13 +6,14 @@ Writes run inside the handler's transaction. Readers build their ``WHERE`` claus
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from automation_shared.errors import TransientError
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline_projector.adapters.tables import timeline_entries
@@ -49,41 +50,91 @@ def entry_row(entry: TimelineEntry) -> dict[str, Any]:
     }
 
 
+def update_row(entry: TimelineEntry) -> dict[str, Any]:
+    """Parameters of :data:`_UPDATE_ENTRY` for ``entry``: every column but the key, which it matches."""
+    row = entry_row(entry)
+    row["entry_id"] = row.pop("id")
+    return row
+
+
 def entry_from_row(row: sa.RowMapping | Mapping[str, Any]) -> TimelineEntry:
     """Re-render the entry of a stored row from its facts (rendering is deterministic)."""
     return render(row["id"], row["tenant_id"], EntryKind(row["kind"]), facts_from_document(row["facts"]))
 
 
+Apply = Callable[[TimelineEntry | None], TimelineEntry]
+"""A projection of one entry: the stored entry (``None`` if absent) in, the new entry out."""
+
+_LOCK_ENTRIES = (
+    sa.select(t)
+    .where(t.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Text))))
+    .order_by(t.c.id)
+    .with_for_update()
+)
+_INSERT_ENTRIES = insert(t).on_conflict_do_nothing(index_elements=[t.c.id]).returning(t.c.id)
+_UPDATE_ENTRY = t.update().where(t.c.id == sa.bindparam("entry_id"))
+
+
+class EntriesKeepRacing(TransientError):
+    """Other transactions kept creating this batch's entries first; the batch is redelivered."""
+
+
 async def load_for_update(conn: AsyncConnection, entry_id: str) -> TimelineEntry | None:
     """The entry with ``entry_id``, row-locked until the transaction ends; ``None`` if absent."""
-    row = (await conn.execute(sa.select(t).where(t.c.id == entry_id).with_for_update())).mappings().first()
-    return entry_from_row(row) if row is not None else None
+    return (await load_many_for_update(conn, [entry_id])).get(entry_id)
 
 
-async def apply_to_entry(
-    conn: AsyncConnection, entry_id: str, apply: Callable[[TimelineEntry | None], TimelineEntry]
-) -> TimelineEntry:
-    """Apply a projection to the stored entry and save the outcome, in the caller's transaction.
+async def load_many_for_update(conn: AsyncConnection, entry_ids: Sequence[str]) -> dict[str, TimelineEntry]:
+    """The stored entries among ``entry_ids``, row-locked until the transaction ends.
 
-    When two consumers create the same entry concurrently, the loser's ``INSERT … ON CONFLICT
-    DO NOTHING`` waits for the winner to commit and inserts nothing; the loser then locks the
-    winner's row and applies its event on top, so no fact is lost and nothing fails.
+    One statement; ``ORDER BY id`` below ``FOR UPDATE`` makes Postgres lock the rows in id
+    order, so two transactions locking overlapping sets wait for each other instead of deadlocking.
     """
-    current = await load_for_update(conn, entry_id)
-    if current is None:
-        created = apply(None)
-        inserted = await conn.execute(
-            insert(t).values(**entry_row(created)).on_conflict_do_nothing(index_elements=[t.c.id]).returning(t.c.id)
-        )
-        if inserted.first() is not None:
-            return created
-        current = await load_for_update(conn, entry_id)
-        if current is None:
-            raise RuntimeError(f"timeline entry {entry_id!r} conflicted on insert but cannot be read")
-    updated = apply(current)
-    if updated != current:
-        await conn.execute(t.update().where(t.c.id == entry_id).values(**entry_row(updated)))
-    return updated
+    rows = (await conn.execute(_LOCK_ENTRIES, {"ids": list(entry_ids)})).mappings()
+    return {row["id"]: entry_from_row(row) for row in rows}
+
+
+async def apply_to_entry(conn: AsyncConnection, entry_id: str, apply: Apply) -> TimelineEntry:
+    """Apply a projection to one stored entry and save the outcome (see :func:`apply_to_entries`)."""
+    return (await apply_to_entries(conn, {entry_id: apply}))[entry_id]
+
+
+async def apply_to_entries(conn: AsyncConnection, applies: Mapping[str, Apply]) -> dict[str, TimelineEntry]:
+    """Apply a projection to each entry of ``applies`` and save the outcomes, in the caller's transaction.
+
+    Three statements whatever the number of entries: lock every stored entry (in id order),
+    insert the new ones (in id order, ``ON CONFLICT DO NOTHING``), update the changed ones.
+    Every projection runs before anything is written, so an error (a
+    :class:`~timeline_projector.domain.projection.ProjectionConflict`) leaves no partial write.
+
+    When another transaction creates one of the new entries concurrently, its ``INSERT`` waits
+    for that transaction and then inserts nothing. The attempt is then rolled back to a savepoint
+    (releasing its locks and inserts) and repeated: the entry now exists, so the next attempt locks
+    it with the others and applies the projection on top, and no fact is lost. Rolling back rather
+    than locking the late entry on top of the locks already held keeps every lock wait in one of
+    two consistent orders (stored rows by id; uncommitted inserts by id), so concurrent consumers
+    never deadlock. Each repetition turns at least one new entry into a stored one, which bounds them.
+
+    Raises:
+        EntriesKeepRacing: still losing insert races after one attempt per entry (not expected).
+    """
+    entry_ids = sorted(applies)
+    for _attempt in range(len(entry_ids) + 1):
+        async with conn.begin_nested() as savepoint:
+            stored = await load_many_for_update(conn, entry_ids)
+            outcome = {entry_id: applies[entry_id](stored.get(entry_id)) for entry_id in entry_ids}
+            created = [outcome[entry_id] for entry_id in entry_ids if entry_id not in stored]
+            if created:
+                inserted = (await conn.execute(_INSERT_ENTRIES, [entry_row(entry) for entry in created])).scalars()
+                if len(set(inserted)) < len(created):
+                    await savepoint.rollback()
+                    continue
+            changed = [entry for entry_id, entry in outcome.items()
+                       if entry_id in stored and entry is not stored[entry_id] and entry != stored[entry_id]]
+            if changed:
+                await conn.execute(_UPDATE_ENTRY, [update_row(entry) for entry in changed])
+        return outcome
+    raise EntriesKeepRacing(f"{len(entry_ids)} timeline entries kept being created by concurrent transactions")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ why a terminal result is never overwritten by an earlier event that arrives late
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -112,6 +112,10 @@ class EventMeta:
         )
 
 
+ProjectedEvent = tuple[str, Payload, EventMeta]
+"""One event as the projection sees it: wire type, typed payload, envelope attributes."""
+
+
 @dataclass(frozen=True)
 class Fact:
     """What one event contributed to an entry. ``values`` holds JSON-ready data only."""
@@ -179,25 +183,60 @@ def project(entry: TimelineEntry | None, event_type: str, payload: Payload, meta
         TypeError: ``payload`` is not the model of ``event_type`` or is not projected.
         ProjectionConflict: ``entry`` belongs to another tenant, id or kind.
     """
-    expected = PROJECTED_TYPES.get(event_type)
-    if expected is None or not isinstance(payload, expected):
-        raise TypeError(f"{type(payload).__name__} is not the projected model of {event_type!r}")
-    entry_id = entry_id_of(payload)
-    kind = kind_of(payload)
+    return project_all(entry, [(event_type, payload, meta)])
+
+
+def project_all(entry: TimelineEntry | None, events: Iterable[ProjectedEvent]) -> TimelineEntry:
+    """The entry after applying ``events`` to it, in order; equal to folding :func:`project`.
+
+    Facts are merged first and the entry rendered once, so a batch costs one render per entry
+    rather than one per event. The first event fixes the tenant and kind of an entry that does
+    not exist yet; a later event disagreeing with them is a conflict exactly as it would be
+    had the events been projected one by one. When no fact changes (only duplicates), ``entry``
+    itself is returned, so callers can skip the write by identity or equality.
+
+    Raises:
+        TypeError: a payload is not the model of its event type or is not projected.
+        ProjectionConflict: an event belongs to another tenant, id or kind than the entry.
+        ValueError: ``entry`` is ``None`` and there are no events.
+    """
+    identity: tuple[str, str, EntryKind] | None = None
     facts: dict[str, Fact] = {}
     if entry is not None:
-        if entry.id != entry_id:
-            raise ProjectionConflict(f"event for entry {entry_id!r} applied to entry {entry.id!r}")
-        if entry.tenant_id != meta.tenant_id:
-            raise ProjectionConflict(f"entry {entry_id!r} belongs to another tenant")
-        if entry.kind is not kind:
-            raise ProjectionConflict(f"entry {entry_id!r} is a {entry.kind.value}, not a {kind.value}")
+        identity = (entry.id, entry.tenant_id, entry.kind)
         facts = dict(entry.facts)
-    part, fact = fact_of(event_type, payload, meta)
-    current = facts.get(part)
-    if current is None or fact.rank() > current.rank():
-        facts[part] = fact
-    return render(entry_id, meta.tenant_id if entry is None else entry.tenant_id, kind, facts)
+    changed = False
+    for event_type, payload, meta in events:
+        expected = PROJECTED_TYPES.get(event_type)
+        if expected is None or not isinstance(payload, expected):
+            raise TypeError(f"{type(payload).__name__} is not the projected model of {event_type!r}")
+        entry_id = entry_id_of(payload)
+        kind = kind_of(payload)
+        if identity is None:
+            identity = (entry_id, meta.tenant_id, kind)
+        else:
+            _check_identity(identity, entry_id, kind, meta)
+        part, fact = fact_of(event_type, payload, meta)
+        current = facts.get(part)
+        if current is None or fact.rank() > current.rank():
+            facts[part] = fact
+            changed = True
+    if identity is None:
+        raise ValueError("projecting no events onto no entry")
+    if entry is not None and not changed:
+        return entry
+    return render(*identity, facts)
+
+
+def _check_identity(identity: tuple[str, str, EntryKind], entry_id: str, kind: EntryKind, meta: EventMeta) -> None:
+    """Raise :class:`ProjectionConflict` unless the event belongs to the entry ``identity`` names."""
+    current_id, tenant_id, current_kind = identity
+    if current_id != entry_id:
+        raise ProjectionConflict(f"event for entry {entry_id!r} applied to entry {current_id!r}")
+    if tenant_id != meta.tenant_id:
+        raise ProjectionConflict(f"entry {entry_id!r} belongs to another tenant")
+    if current_kind is not kind:
+        raise ProjectionConflict(f"entry {entry_id!r} is a {current_kind.value}, not a {kind.value}")
 
 
 def fact_of(event_type: str, payload: Payload, meta: EventMeta) -> tuple[str, Fact]:
