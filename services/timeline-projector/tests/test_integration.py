@@ -412,6 +412,30 @@ async def test_two_first_writers_of_one_entry_both_land(stack: Stack) -> None:
     assert datetime.fromisoformat(stored["timestamp"]) == BASE
 
 
+async def test_an_entry_conflict_in_a_batch_is_dead_lettered_and_the_rest_of_the_batch_projected(
+        stack: Stack) -> None:
+    """One partition's batch holds good run.started events around one naming a skip entry."""
+    tenant_id, skip_id = tenant(), new_id("skip")
+    run_ids = [new_id("run") for _ in range(4)]
+    await stack.publish(topics.TRIGGER_SKIPPED, skipped(skip_id), tenant_id, at=BASE)
+    await stack.wait_entry(tenant_id, skip_id, lambda body: body["result"] == "skipped")
+    payloads = [started(run_id) for run_id in run_ids[:2]] + [started(skip_id)] + [started(r) for r in run_ids[2:]]
+    envelopes = [build(payload, event_id=str(uuid.uuid4()), source="test-producer", tenant_id=tenant_id,
+                       time=BASE, subject="client-1") for payload in payloads]
+    poison = envelopes[2]
+
+    for envelope in envelopes:  # one key: one partition, in order, so they travel as one batch
+        await stack.probe.publish(topics.RUN_STARTED, envelope.to_bytes(), key=f"batch-{skip_id}")
+
+    for run_id in run_ids:
+        await stack.wait_entry(tenant_id, run_id, lambda body: body["automation_name"] == "Big order alert")
+    letters = await stack.probe.wait_for(topics.dlq(topics.RUN_STARTED),
+                                         lambda record: poison.id in (record["data"].get("value") or ""))
+    assert letters[0]["data"]["error_type"] == "EntryConflict"
+    skip_entry = (await stack.get(f"/api/v1/timeline/{skip_id}", tenant_id)).json()
+    assert (skip_entry["result"], skip_entry["run_id"]) == ("skipped", None)
+
+
 async def test_replaying_every_topic_into_an_empty_schema_yields_the_same_rows(stack: Stack) -> None:
     """A second projector (new consumer groups, empty schema) rebuilds the timeline from the log.
 

@@ -19,6 +19,7 @@ from timeline_projector.domain.projection import (
     facts_from_document,
     facts_to_document,
     project,
+    project_all,
     render,
 )
 
@@ -274,3 +275,35 @@ def test_a_finished_run_keeps_its_terminal_result_and_trigger_time(events: list[
     assert (entry.result is not Result.RUNNING) == has_finish
     assert entry.timestamp == events[0][2].time
     assert entry.automation_name == "Big order alert"
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), events=run_events())
+def test_folding_a_batch_at_once_equals_projecting_its_events_one_by_one(data: st.DataObject,
+                                                                        events: list[Event]) -> None:
+    """What the bulk handler relies on: any split of the (redelivered, reordered) events into
+    batches, each folded at once onto the previous outcome, gives the one-by-one entry."""
+    duplicates = data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
+    redelivered = list(data.draw(st.permutations(events + duplicates)))
+    cut = data.draw(st.integers(min_value=1, max_value=len(redelivered)))
+
+    entry = project_all(project_all(None, redelivered[:cut]), redelivered[cut:])
+
+    assert entry == apply_all(events)
+
+
+def test_folding_only_duplicates_returns_the_entry_itself() -> None:
+    entry = apply_all(happy_run())
+
+    assert project_all(entry, happy_run()) is entry
+
+
+def test_folding_events_of_two_tenants_onto_a_new_entry_is_a_conflict() -> None:
+    with pytest.raises(ProjectionConflict):
+        project_all(None, [("run.started", started(), meta("e1")),
+                           ("run.finished", finished(), meta("e2", tenant="tenant-b"))])
+
+
+def test_folding_nothing_onto_no_entry_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no events"):
+        project_all(None, [])
