@@ -65,8 +65,8 @@ def entry_from_row(row: sa.RowMapping | Mapping[str, Any]) -> TimelineEntry:
 Apply = Callable[[TimelineEntry | None], TimelineEntry]
 """A projection of one entry: the stored entry (``None`` if absent) in, the new entry out."""
 
-_LOCK_ENTRIES = (
-    sa.select(t)
+_LOCK_ENTRIES = (  # only what an entry is rendered from: decoding metadata too would be wasted
+    sa.select(t.c.id, t.c.tenant_id, t.c.kind, t.c.facts)
     .where(t.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Text))))
     .order_by(t.c.id)
     .with_for_update()
