@@ -30,6 +30,9 @@ token:              ## print a JWT: make token TENANT=<id> ROLE=<role>
 test:               ## install, start a separate test stack, run the whole suite, stop it
 	@deploy/local/test.sh
 
+bench:              ## install, start a separate bench stack, measure throughput/latency/RSS, write bench/results/latest.json
+	@deploy/local/bench.sh
+
 lint:               ## ruff and mypy (strict on shared/ and every domain/)
 	@$(STACK) install >/dev/null
 	@.venv/bin/ruff check shared services tests deploy
