@@ -15,14 +15,10 @@ from datetime import timedelta
 from typing import Protocol, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.plumbing_tables import inbox
-
-# Postgres allows 65535 bind parameters per statement; four per row leaves ample room.
-CLAIM_CHUNK = 5000
 
 
 class HasEnvelope(Protocol):
@@ -38,6 +34,17 @@ def inbox_key(envelope: Envelope) -> tuple[str, str]:
     return envelope.tenantid, envelope.dedupe_key
 
 
+# One statement whatever the batch size: the rows travel as three arrays (four bind parameters),
+# so the statement is prepared once and reused, instead of a multi-row VALUES compiled per batch.
+_CLAIM = sa.text(
+    "INSERT INTO inbox (consumer, tenant_id, dedupe_key, event_type) "
+    "SELECT :consumer, u.tenant_id, u.dedupe_key, u.event_type "
+    "FROM unnest(CAST(:tenants AS text[]), CAST(:keys AS text[]), CAST(:types AS text[])) "
+    "AS u(tenant_id, dedupe_key, event_type) "
+    "ON CONFLICT DO NOTHING RETURNING tenant_id, dedupe_key"
+)
+
+
 async def claim_batch(conn: AsyncConnection, consumer: str, items: Sequence[H]) -> list[H]:
     """Claim every item's event for ``consumer``; returns the items not seen before, in order.
 
@@ -49,19 +56,14 @@ async def claim_batch(conn: AsyncConnection, consumer: str, items: Sequence[H]) 
         first.setdefault(inbox_key(item.envelope), item)
     if not first:
         return []
-    claimed: set[tuple[str, str]] = set()
     keys = list(first)
-    for start in range(0, len(keys), CLAIM_CHUNK):
-        rows = [
-            {"consumer": consumer, "tenant_id": tenant, "dedupe_key": key,
-             "event_type": first[(tenant, key)].envelope.type}
-            for tenant, key in keys[start:start + CLAIM_CHUNK]
-        ]
-        result = await conn.execute(
-            insert(inbox).values(rows).on_conflict_do_nothing()
-            .returning(inbox.c.tenant_id, inbox.c.dedupe_key)
-        )
-        claimed.update((str(tenant), str(key)) for tenant, key in result.all())
+    result = await conn.execute(_CLAIM, {
+        "consumer": consumer,
+        "tenants": [tenant for tenant, _key in keys],
+        "keys": [key for _tenant, key in keys],
+        "types": [first[key].envelope.type for key in keys],
+    })
+    claimed = {(str(tenant), str(key)) for tenant, key in result.all()}
     return [item for key, item in first.items() if key in claimed]
 
 
