@@ -1,17 +1,20 @@
 """The CloudEvents 1.0 envelope every message on every topic carries (DESIGN §4).
 
 Wire format is structured-mode CloudEvents JSON in the Kafka record value. Models are frozen
-and ignore unknown fields so consumers tolerate additions by newer producers.
+and ignore unknown fields so consumers tolerate additions by newer producers. Record values are
+decoded with the strict loader of :mod:`automation_shared.contracts.jsonsafe`: anything that
+cannot be decoded, or that Postgres could not store later (NaN, NUL, unpaired surrogates, too
+deep), is poison at the door rather than a crash halfway through a handler.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from automation_shared.contracts.jsonsafe import MAX_DEPTH, UnsafeJson, loads_strict
 from automation_shared.errors import MalformedEnvelope, OversizedMessage
 
 MAX_CHAIN_HOPS = 10
@@ -58,7 +61,10 @@ class Envelope(BaseModel):
             return None
         if value.tzinfo is None:
             raise ValueError("time must carry a timezone offset")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00: before year 1 in UTC
+            raise ValueError("time is out of range once normalised to UTC") from exc
 
     @property
     def dedupe_key(self) -> str:
@@ -75,16 +81,19 @@ def parse_envelope(raw: bytes | None, *, max_bytes: int) -> Envelope:
 
     Raises:
         OversizedMessage: the value is larger than ``max_bytes``.
-        MalformedEnvelope: not JSON, not an object, or required attributes missing/invalid.
+        MalformedEnvelope: not UTF-8 JSON, unsafe JSON (non-finite numbers, integers over
+            ``MAX_INT_DIGITS`` digits, nesting over ``MAX_DEPTH``, NUL or unpaired surrogates in
+            a string or key), not an object, or required attributes missing/invalid. No other
+            exception escapes: every decode failure is poison, dead-lettered at once.
     """
     if raw is None:
         raise MalformedEnvelope("empty record value (tombstone) where an event was expected")
     if len(raw) > max_bytes:
         raise OversizedMessage(f"message of {len(raw)} bytes exceeds the limit of {max_bytes}")
     try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedEnvelope(f"not valid JSON: {exc}") from exc
+        document = loads_strict(raw, max_depth=MAX_DEPTH)
+    except UnsafeJson as exc:
+        raise MalformedEnvelope(str(exc) if exc.reason.startswith("not valid") else f"unsafe JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise MalformedEnvelope("envelope must be a JSON object")
     try:
