@@ -42,6 +42,8 @@ export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT"
 export AUTOMATION_DATABASE_URL="${AUTOMATION_DATABASE_URL:-postgresql+asyncpg://$PG_USER:$PG_USER@127.0.0.1:$PG_PORT/$PG_DB}"
 export AUTOMATION_NAMESPACE="${AUTOMATION_NAMESPACE:-}"
 export AUTOMATION_PARTITIONS="$PARTITIONS"
+# A local stack: the services accept the built-in development JWT key (they refuse it otherwise).
+export AUTOMATION_DEV_MODE="${AUTOMATION_DEV_MODE:-true}"
 
 # ---------------------------------------------------------------- install
 install_python() {
@@ -280,6 +282,7 @@ cmd_env() {
   echo "export KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"
   echo "export AUTOMATION_DATABASE_URL=$AUTOMATION_DATABASE_URL"
   echo "export AUTOMATION_NAMESPACE=$AUTOMATION_NAMESPACE"
+  echo "export AUTOMATION_DEV_MODE=$AUTOMATION_DEV_MODE"
 }
 
 case "${1:-}" in

@@ -11,6 +11,7 @@ export KAFKA_CONTROLLER_PORT="${TEST_KAFKA_CONTROLLER_PORT:-19093}"
 export PG_PORT="${TEST_PG_PORT:-15433}"
 export SERVICE_PORT_BASE="${TEST_SERVICE_PORT_BASE:-18000}"
 export PG_FSYNC=off  # test data is disposable
+export AUTOMATION_DEV_MODE=true  # services (in-process and spawned) accept the development JWT key
 
 stack() { deploy/local/stack.sh "$@"; }
 trap 'stack down' EXIT

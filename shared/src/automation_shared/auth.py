@@ -1,6 +1,10 @@
 """Bearer-token authentication and tenancy (DESIGN §7).
 
-The tenant always comes from the verified token, never from a body or a query.
+The tenant always comes from the verified token, never from a body or a query. Claims are
+checked for type, not coerced: a ``tenant_id`` of ``123`` or ``["a"]`` must not become the
+tenant ``"123"`` or ``"['a']"``, so anything but a non-empty string is an invalid token. The
+same holds for ``sub``. When ``jwt_audience``/``jwt_issuer`` are configured, tokens must carry
+them (and :func:`issue_token` includes them).
 """
 
 from __future__ import annotations
@@ -8,13 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from automation_shared.contracts.jsonsafe import UnsafeJson, check_document
 from automation_shared.settings import Settings
+
+MAX_TENANT_ID_LENGTH = 200  # an envelope's tenantid allows no more
+MAX_USER_ID_LENGTH = 255
 
 
 class Role(StrEnum):
@@ -44,26 +52,65 @@ class InvalidToken(Exception):
 
 def issue_token(settings: Settings, tenant_id: str, roles: list[str], *, user_id: str = "dev-user",
                 ttl: timedelta = timedelta(hours=12), now: datetime | None = None) -> str:
-    """Sign a token for local development and tests."""
+    """Sign a token for local development and tests (with ``aud``/``iss`` when configured)."""
     issued = now or datetime.now(UTC)
-    claims = {"sub": user_id, "tenant_id": tenant_id, "roles": roles, "iat": issued, "exp": issued + ttl}
-    return jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
+    claims: dict[str, Any] = {"sub": user_id, "tenant_id": tenant_id, "roles": roles, "iat": issued,
+                              "exp": issued + ttl}
+    if settings.jwt_audience is not None:
+        claims["aud"] = settings.jwt_audience
+    if settings.jwt_issuer is not None:
+        claims["iss"] = settings.jwt_issuer
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=settings.jwt_algorithm)
 
 
 def verify_token(settings: Settings, token: str) -> Principal:
-    """Decode and verify ``token``; raises :class:`InvalidToken`."""
+    """Decode and verify ``token``: signature, ``exp``, ``aud``/``iss`` when configured, claim types.
+
+    Raises:
+        InvalidToken: for any failure; the message says which claim or check failed.
+    """
+    required = ["exp", "sub", "tenant_id"]
+    if settings.jwt_audience is not None:
+        required.append("aud")
+    if settings.jwt_issuer is not None:
+        required.append("iss")
     try:
         claims = jwt.decode(
-            token, settings.jwt_secret, algorithms=[settings.jwt_algorithm],
-            options={"require": ["exp", "sub", "tenant_id"]},
+            token, settings.jwt_secret.get_secret_value(), algorithms=[settings.jwt_algorithm],
+            audience=settings.jwt_audience, issuer=settings.jwt_issuer, options={"require": required},
         )
-        return Principal(
-            tenant_id=str(claims["tenant_id"]),
-            user_id=str(claims["sub"]),
-            roles=frozenset(Role(role) for role in claims.get("roles", [])),
-        )
-    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+    except jwt.PyJWTError as exc:
         raise InvalidToken(str(exc)) from exc
+    return Principal(
+        tenant_id=_string_claim(claims, "tenant_id", MAX_TENANT_ID_LENGTH),
+        user_id=_string_claim(claims, "sub", MAX_USER_ID_LENGTH),
+        roles=_roles_claim(claims),
+    )
+
+
+def _string_claim(claims: dict[str, Any], name: str, max_length: int) -> str:
+    """A claim that must be a non-blank string the platform can store (no NUL, no lone surrogate)."""
+    value = claims.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidToken(f"claim {name!r} must be a non-empty string")
+    if len(value) > max_length:
+        raise InvalidToken(f"claim {name!r} is longer than {max_length} characters")
+    try:
+        check_document(value)
+    except UnsafeJson as exc:
+        raise InvalidToken(f"claim {name!r} {exc.reason}") from exc
+    return value
+
+
+def _roles_claim(claims: dict[str, Any]) -> frozenset[Role]:
+    """``roles``: absent (no role) or a list of known role names; anything else is invalid."""
+    roles = claims.get("roles", [])
+    if not isinstance(roles, list):
+        raise InvalidToken("claim 'roles' must be a list of role names")
+    try:
+        return frozenset(Role(role) for role in roles)
+    except (ValueError, TypeError) as exc:  # unknown name, or not a string at all
+        raise InvalidToken(f"claim 'roles': {exc}") from exc
 
 
 def current_principal(request: Request) -> Principal:

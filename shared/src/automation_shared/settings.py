@@ -1,16 +1,30 @@
 """Service settings from the environment (pydantic-settings, prefix ``AUTOMATION_``).
 
 ``KAFKA_BOOTSTRAP_SERVERS`` is read without the prefix, as Kafka tooling expects.
+
+The JWT key is a ``SecretStr`` (never printed in reprs or logs) of at least 32 bytes, the HMAC
+minimum of RFC 7518 §3.2. The built-in development key is public (it is in this file), so a
+service must refuse to start with it unless ``AUTOMATION_DEV_MODE=true`` says this is a local
+stack: :func:`check_production_safety`. That check is a separate function, not a validator,
+because operator commands (``migrate``, ``create-topics``, ``token``) read the same settings and
+never verify a token.
 """
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from automation_shared.topics import qualified
 
 DEV_JWT_SECRET = "automation-local-dev-secret-change-me-in-production"
+MIN_JWT_SECRET_BYTES = 32
+
+
+class InsecureSettings(RuntimeError):
+    """The settings are only fit for local development and no development flag says that is intended."""
 
 
 class Settings(BaseSettings):
@@ -33,8 +47,20 @@ class Settings(BaseSettings):
         description="SQLAlchemy async URL of the Postgres database.",
     )
     partitions: int = Field(6, ge=1, description="Partition count used when creating topics.")
-    jwt_secret: str = Field(DEV_JWT_SECRET, description="HS256 key that signs and verifies bearer tokens.")
-    jwt_algorithm: str = Field("HS256", description="JWT signing algorithm.")
+    jwt_secret: SecretStr = Field(
+        SecretStr(DEV_JWT_SECRET),
+        description=f"HMAC key that signs and verifies bearer tokens (at least {MIN_JWT_SECRET_BYTES} bytes).",
+    )
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field("HS256", description="JWT signing algorithm (HMAC).")
+    jwt_audience: str | None = Field(
+        None, min_length=1, description="When set, tokens must carry this `aud` and issued tokens include it."
+    )
+    jwt_issuer: str | None = Field(
+        None, min_length=1, description="When set, tokens must carry this `iss` and issued tokens include it."
+    )
+    dev_mode: bool = Field(
+        False, description="Local development stack: allows the built-in development JWT key. Never in production."
+    )
     max_message_bytes: int = Field(1_000_000, description="Largest accepted event (bytes); larger is dead-lettered.")
     max_handler_attempts: int = Field(3, ge=1, description="Attempts of a failing handler before dead-lettering.")
     retry_backoff_seconds: float = Field(0.2, ge=0, description="First backoff between handler attempts (doubles).")
@@ -60,7 +86,18 @@ class Settings(BaseSettings):
     run_lease_seconds: float = Field(
         30.0, gt=0, description="How long a run driver holds a run; a crashed driver's runs resume after it."
     )
+    run_pool_size: int = Field(128, ge=1, le=10_000, description="Steps one executor process performs at once.")
+    run_tenant_slots: int = Field(
+        32, ge=1, description="Most of those one tenant may hold: a hanging endpoint blocks at most this many."
+    )
     log_level: str = Field("INFO", description="Log level.")
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(f"jwt_secret must be at least {MIN_JWT_SECRET_BYTES} bytes")
+        return value
 
     def topic(self, name: str) -> str:
         """Physical name of the logical topic ``name`` in this namespace."""
@@ -73,3 +110,19 @@ class Settings(BaseSettings):
     def db_schema(self, base: str) -> str:
         """Database schema for a service, prefixed by the namespace."""
         return f"{self.namespace.replace('.', '_').replace('-', '_')}_{base}" if self.namespace else base
+
+
+def check_production_safety(settings: Settings) -> None:
+    """Refuse settings only fit for a local stack, unless ``dev_mode`` says that is what this is.
+
+    Call it when a service is built, before it accepts any request.
+
+    Raises:
+        InsecureSettings: ``jwt_secret`` is the built-in development key and ``dev_mode`` is off.
+    """
+    if settings.jwt_secret.get_secret_value() == DEV_JWT_SECRET and not settings.dev_mode:
+        raise InsecureSettings(
+            "AUTOMATION_JWT_SECRET is the built-in development key, which anyone can read in the source: "
+            "set AUTOMATION_JWT_SECRET to a secret of at least "
+            f"{MIN_JWT_SECRET_BYTES} bytes, or AUTOMATION_DEV_MODE=true on a local development stack"
+        )
