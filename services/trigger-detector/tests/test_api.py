@@ -139,3 +139,111 @@ async def test_ingest_rejects_bad_and_oversized_events(td: tuple[Settings, httpx
     huge = json.dumps({"type": "x", "data": {"blob": "x" * (settings.max_message_bytes + 1)}})
     assert (await client.post("/api/v1/events", headers=auth, content=huge)).status_code == 413
     assert (await client.post("/api/v1/events", json={"type": "x"})).status_code == 401
+
+
+# ---------------------------------------------------------------- unsafe JSON at the door
+# Python's json and pydantic accept NaN/Infinity (pydantic writes them back as null), NUL and
+# lone surrogates (Postgres refuses them later: a 500), and raise on deep nesting and huge
+# integers (FastAPI: a 400). Every one is a 422 naming the field, and nothing is stored or sent.
+
+
+def _deep(levels: int) -> str:
+    return '{"a": ' * (levels - 1) + "1" + "}" * (levels - 1)
+
+
+UNSAFE_EVENTS: dict[str, tuple[bytes, list[Any]]] = {
+    "nan": (b'{"type": "x", "data": {"amount": NaN}}', ["body", "data", "amount"]),
+    "infinity": (b'{"type": "x", "data": {"amount": Infinity}}', ["body", "data", "amount"]),
+    "minus-infinity": (b'{"type": "x", "data": {"items": [1, -Infinity]}}', ["body", "data", "items", 1]),
+    "float-overflow": (b'{"type": "x", "data": {"amount": 1e999}}', ["body", "data", "amount"]),
+    "huge-int": (b'{"type": "x", "data": {"n": ' + b"9" * 5000 + b"}}", ["body", "data", "n"]),
+    "nul": (b'{"type": "x", "data": {"note": "a\\u0000b"}}', ["body", "data", "note"]),
+    "nul-in-type": (b'{"type": "x\\u0000"}', ["body", "type"]),
+    "nul-key": (b'{"type": "x", "data": {"k\\u0000": 1}}', ["body", "data", "k\\u0000"]),
+    "surrogate": (b'{"type": "x", "subject": "\\ud800"}', ["body", "subject"]),
+    "surrogate-key": (b'{"type": "x", "data": {"\\udfff": 1}}', ["body", "data", "\\udfff"]),
+    "too-deep": (('{"type": "x", "data": ' + _deep(60) + "}").encode(), None),
+    "recursion-deep": (b'{"type": "x", "data": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", ["body"]),
+    "invalid-utf8": (b'{"type": "x", "data": {"s": "\xff"}}', ["body"]),
+    "syntax": (b'{"type": "x", ', ["body"]),
+    "time-overflow": (b'{"type": "x", "time": "0001-01-01T00:00:00+01:00"}', ["body", "time"]),
+}
+
+
+@pytest.mark.parametrize(("raw", "loc"), UNSAFE_EVENTS.values(), ids=UNSAFE_EVENTS.keys())
+async def test_ingest_answers_422_naming_the_field_for_unsafe_json(td: tuple[Settings, httpx.AsyncClient],
+                                                                  raw: bytes, loc: list[Any] | None) -> None:
+    settings, client = td
+    response = await client.post("/api/v1/events", content=raw,
+                                 headers={**bearer(settings, "shop-1"), "content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    if loc is None:  # too deep: the path runs down to the bound
+        assert errors[0]["loc"][:3] == ["body", "data", "a"] and "nesting" in errors[0]["msg"]
+    else:
+        assert errors[0]["loc"] == loc, errors
+
+
+async def test_ingest_accepts_safe_look_alikes(td: tuple[Settings, httpx.AsyncClient]) -> None:
+    settings, client = td
+    raw = (b'{"type": "x", "data": {"emoji": "\\ud83d\\ude00", "text": "NaN", "escaped": "\\\\u0000", '
+           b'"deep": ' + _deep(20).encode() + b', "big": 1e300}}')
+    response = await client.post("/api/v1/events", content=raw,
+                                 headers={**bearer(settings, "shop-1"), "content-type": "application/json"})
+    assert response.status_code == 202, response.text
+
+
+def _rule_with(**changes: Any) -> dict[str, Any]:
+    return {**RULE, **changes}
+
+
+UNSAFE_RULES: dict[str, tuple[bytes, list[Any]]] = {
+    "nan-condition": (json.dumps(_rule_with(conditions=[{"field": "amount", "operator": ">", "value": float("nan")}]))
+                      .encode(), ["body", "conditions", 0, "value"]),
+    "infinity-between": (json.dumps(_rule_with(conditions=[{"field": "amount", "operator": "between",
+                                                            "value": [0, float("inf")]}])).encode(),
+                         ["body", "conditions", 0, "value", 1]),
+    "nul-name": (json.dumps(_rule_with(name="big\x00orders")).encode(), ["body", "name"]),
+    "surrogate-in-webhook-body": (
+        json.dumps(_rule_with(actions=[{"type": "webhook", "url": "http://127.0.0.1:9/hook",
+                                        "body": {"text": "\ud800"}}])).encode(),
+        ["body", "actions", 0, "body", "text"]),
+    "surrogate-header-key": (
+        json.dumps(_rule_with(actions=[{"type": "webhook", "url": "http://127.0.0.1:9/hook",
+                                        "headers": {"x-\udc00": "1"}}])).encode(),
+        ["body", "actions", 0, "headers", "x-\\udc00"]),
+    "huge-int": (json.dumps(_rule_with(conditions=[{"field": "amount", "operator": ">", "value": 1}]))
+                 .replace('"value": 1', '"value": ' + "9" * 5000).encode(), ["body", "conditions", 0, "value"]),
+    "recursion-deep": (b'{"name": "x", "triggers": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", ["body"]),
+}
+
+
+@pytest.mark.parametrize(("raw", "loc"), UNSAFE_RULES.values(), ids=UNSAFE_RULES.keys())
+async def test_rule_bodies_answer_422_naming_the_field_for_unsafe_json(td: tuple[Settings, httpx.AsyncClient],
+                                                                      raw: bytes, loc: list[Any]) -> None:
+    settings, client = td
+    auth = {**bearer(settings, "acme-unsafe", "manager"), "content-type": "application/json"}
+    rid = (await client.post("/api/v1/automations", json=RULE, headers=auth)).json()["id"]
+    before = await count_automations(settings)
+    created = await client.post("/api/v1/automations", content=raw, headers=auth)
+    assert created.status_code == 422, created.text
+    assert created.json()["detail"][0]["loc"] == loc, created.text
+    replaced = await client.put(f"/api/v1/automations/{rid}", content=raw, headers=auth)
+    assert replaced.status_code == 422, replaced.text
+    assert replaced.json()["detail"][0]["loc"] == loc, replaced.text
+    assert await count_automations(settings) == before
+    versions = (await client.get(f"/api/v1/automations/{rid}/versions", headers=auth)).json()["versions"]
+    assert len(versions) == 1
+
+
+async def test_rule_nested_beyond_the_ingress_bound_is_422(td: tuple[Settings, httpx.AsyncClient]) -> None:
+    settings, client = td
+    auth = bearer(settings, "acme-unsafe", "manager")
+    deep_body = json.loads(_deep(50))
+    rule = _rule_with(actions=[{"type": "webhook", "url": "http://127.0.0.1:9/hook", "body": deep_body}])
+    response = await client.post("/api/v1/automations", json=rule, headers=auth)
+    assert response.status_code == 422, response.text
+    error = response.json()["detail"][0]
+    assert error["loc"][:5] == ["body", "actions", 0, "body", "a"] and "nesting" in error["msg"]
+    shallow = _rule_with(actions=[{"type": "webhook", "url": "http://127.0.0.1:9/hook", "body": json.loads(_deep(20))}])
+    assert (await client.post("/api/v1/automations", json=shallow, headers=auth)).status_code == 201

@@ -2,11 +2,17 @@
 
 Tenant and user always come from the bearer token. Rule bodies are validated strictly (unknown
 fields are errors) and answered 422 naming the field; nothing is written on a bad request.
+
+Rule and event bodies are decoded by the strict loader (``contracts.jsonsafe``) before anything
+else reads them: FastAPI's and pydantic's JSON parsers accept ``NaN``/``Infinity`` (pydantic then
+writes them back as ``null``), NUL and lone surrogates (Postgres refuses them: a 500), and turn
+deep nesting or huge integers into a 400. Here they are all a 422 naming the field.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -14,11 +20,12 @@ from automation_shared import topics
 from automation_shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import ConditionResult
+from automation_shared.contracts.jsonsafe import MAX_INGRESS_DEPTH, UnsafeJson, loads_strict
 from automation_shared.contracts.rules import RuleDefinition, RuleStatus, validate_rule
-from automation_shared.messaging import publish
 from automation_shared.service import Runtime
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from trigger_detector.adapters import repository
@@ -104,6 +111,39 @@ def body_error(exc: ValidationError) -> RequestValidationError:
     )
 
 
+def unsafe_json_error(exc: UnsafeJson) -> RequestValidationError:
+    """A body the strict loader refused, answered like FastAPI's own 422 at the offending field."""
+    kind = "json_invalid" if exc.reason.startswith("not valid") else "json_unsafe"
+    return RequestValidationError([{"type": kind, "loc": ("body", *exc.path), "msg": exc.reason}])
+
+
+def strict_json(raw: bytes) -> Any:
+    """``raw`` decoded by the strict loader at the ingress depth bound; anything refused is a 422."""
+    try:
+        return loads_strict(raw, max_depth=MAX_INGRESS_DEPTH)
+    except UnsafeJson as exc:
+        raise unsafe_json_error(exc) from exc
+
+
+class StrictJsonRoute(APIRoute):
+    """A route whose body must pass :func:`strict_json` before FastAPI's lenient ``json.loads``.
+
+    FastAPI parses the body before the endpoint and its dependencies run, so the check has to
+    sit in the route itself; the body is cached on the request and parsed again as usual.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        lenient = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            raw = await request.body()
+            if raw:
+                strict_json(raw)
+            return await lenient(request)
+
+        return strict
+
+
 def strict_rule(document: Any) -> RuleDefinition:
     """Validate a rule body strictly; a bad one becomes a 422 naming each field."""
     if isinstance(document, dict):
@@ -139,8 +179,6 @@ def router(runtime: Runtime) -> APIRouter:
         runtime.relay.notify()
         return AutomationOut.of(changed)
 
-    @api.post("/api/v1/automations", status_code=status.HTTP_201_CREATED, response_model=AutomationOut,
-              tags=["automations"])
     async def create_automation(body: AutomationCreate, request: Request, principal: Writer) -> AutomationOut:
         """Create a rule (version 1) as draft or deployed."""
         definition = strict_rule(await request.json())
@@ -151,6 +189,9 @@ def router(runtime: Runtime) -> APIRouter:
             await repository.save(conn, automation, event_id=str(uuid.uuid4()), now=now)
         runtime.relay.notify()
         return AutomationOut.of(automation)
+
+    api.add_api_route("/api/v1/automations", create_automation, methods=["POST"], status_code=status.HTTP_201_CREATED,
+                      response_model=AutomationOut, tags=["automations"], route_class_override=StrictJsonRoute)
 
     @api.get("/api/v1/automations", response_model=AutomationPage, tags=["automations"])
     async def list_automations(
@@ -174,7 +215,6 @@ def router(runtime: Runtime) -> APIRouter:
         async with runtime.engine.connect() as conn:
             return AutomationOut.of(await load(principal, automation_id, conn=conn))
 
-    @api.put("/api/v1/automations/{automation_id}", response_model=AutomationOut, tags=["automations"])
     async def update_automation(automation_id: str, body: RuleDefinition, request: Request,
                                 principal: Writer) -> AutomationOut:
         """Replace the definition: a new version; runs already started keep theirs."""
@@ -186,6 +226,9 @@ def router(runtime: Runtime) -> APIRouter:
             await repository.save(conn, revised, event_id=str(uuid.uuid4()), now=now)
         runtime.relay.notify()
         return AutomationOut.of(revised)
+
+    api.add_api_route("/api/v1/automations/{automation_id}", update_automation, methods=["PUT"],
+                      response_model=AutomationOut, tags=["automations"], route_class_override=StrictJsonRoute)
 
     @api.post("/api/v1/automations/{automation_id}/deploy", response_model=AutomationOut, tags=["automations"])
     async def deploy_automation(automation_id: str, principal: Writer) -> AutomationOut:
@@ -229,15 +272,19 @@ def router(runtime: Runtime) -> APIRouter:
         if len(raw) > runtime.settings.max_message_bytes:
             raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                                 f"event exceeds {runtime.settings.max_message_bytes} bytes")
+        document = strict_json(raw)
         try:
-            event = EventIn.model_validate_json(raw)
+            event = EventIn.model_validate(document)
         except ValidationError as exc:
             raise body_error(exc) from exc
-        envelope = Envelope(id=event.id or str(uuid.uuid4()), type=event.type, source=event.source,
-                            time=event.time or datetime.now(UTC), subject=event.subject,
-                            tenantid=principal.tenant_id, data=event.data)
-        await publish(runtime.broker, runtime.settings.topic(topics.DOMAIN_EVENTS),
-                      f"{envelope.tenantid}:{envelope.subject}", envelope.to_bytes())
+        try:  # e.g. a time whose offset puts it before year 1 in UTC
+            envelope = Envelope(id=event.id or str(uuid.uuid4()), type=event.type, source=event.source,
+                                time=event.time or datetime.now(UTC), subject=event.subject,
+                                tenantid=principal.tenant_id, data=event.data)
+        except ValidationError as exc:
+            raise body_error(exc) from exc
+        await runtime.publisher.publish(topics.DOMAIN_EVENTS, f"{envelope.tenantid}:{envelope.subject}",
+                                        envelope.to_bytes())
         return EventAccepted(id=envelope.id, source=envelope.source, topic=topics.DOMAIN_EVENTS)
 
     return api
