@@ -20,7 +20,8 @@ from aiokafka import AIOKafkaProducer
 from automation_shared import topics
 from automation_shared.cli import create_topics
 from automation_shared.contracts.envelope import Envelope
-from automation_shared.errors import TransientError
+from automation_shared.delivery import MAX_RECORD_BYTES, Outgoing, append_outbox
+from automation_shared.errors import OversizedOutgoing, TransientError
 from automation_shared.inbox import claim_batch, claim_inbox, purge_inbox
 from automation_shared.messaging import (
     DLQ_VALUE_CHARS,
@@ -30,7 +31,7 @@ from automation_shared.messaging import (
     Subscription,
     envelope_itself,
 )
-from automation_shared.plumbing_tables import inbox
+from automation_shared.plumbing_tables import inbox, outbox
 from automation_shared.settings import Settings
 from automation_shared.testing import KafkaProbe, domain_event, unique_namespace, wait_until
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -306,3 +307,15 @@ async def test_a_partition_in_an_outage_backs_off_while_the_other_partitions_kee
         await asyncio.sleep(3.0)
     # first pause 0.5 s (jittered to ≥ 0.25 s), doubling: a handful of tries in ~3-4 s, not hundreds
     assert 1 <= stalled_calls <= 8
+
+
+async def test_an_event_over_the_record_budget_never_enters_the_outbox(plumbing_engine: AsyncEngine) -> None:
+    huge = _event(1).model_copy(update={"data": {"blob": "x" * (MAX_RECORD_BYTES + 1)}})
+    small = _event(2)
+    with pytest.raises(OversizedOutgoing, match="record limit"):
+        async with plumbing_engine.begin() as conn:
+            await append_outbox(conn, [Outgoing("x", "k", small), Outgoing("x", "k", huge)])
+    async with plumbing_engine.connect() as conn:  # nothing of that transaction was written
+        written = await conn.scalar(sa.select(sa.func.count()).select_from(outbox)
+                                    .where(outbox.c.payload == small.to_bytes()))
+    assert written == 0

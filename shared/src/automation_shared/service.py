@@ -28,7 +28,7 @@ from automation_shared.delivery import OutboxRelay, OutboxRow
 from automation_shared.inbox import purge_inbox
 from automation_shared.logging import configure_logging, get_logger
 from automation_shared.messaging import BatchConsumer, KafkaPublisher, Subscription
-from automation_shared.settings import Settings
+from automation_shared.settings import Settings, check_production_safety
 
 log = get_logger(__name__)
 
@@ -57,7 +57,12 @@ class Runtime:
 
 
 def create_runtime(settings: Settings, schema_base: str) -> Runtime:
-    """Build (but do not start) the engine, broker and relay of a service."""
+    """Build (but do not start) the engine, Kafka clients and relay of a service.
+
+    Raises:
+        InsecureSettings: the built-in development JWT key without ``AUTOMATION_DEV_MODE``.
+    """
+    check_production_safety(settings)
     configure_logging(settings.service_name, settings.log_level)
     schema = settings.db_schema(schema_base)
     engine = create_engine(settings, schema)

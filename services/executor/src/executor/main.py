@@ -16,7 +16,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The executor app: run starter consumer, run driver, runs API, health and metrics."""
     settings = settings or Settings(service_name="executor")
     runtime = create_runtime(settings, SCHEMA)
-    driver = RunDriver(runtime, lease=timedelta(seconds=settings.run_lease_seconds))
+    driver = RunDriver(runtime, lease=timedelta(seconds=settings.run_lease_seconds),
+                       pool_size=settings.run_pool_size, tenant_slots=settings.run_tenant_slots)
     handlers.register(runtime, on_run_started=driver.wake)
     runtime.background.append(driver.run)
     return build_service(
