@@ -252,14 +252,16 @@ class Processes:
                 deadline = time.monotonic() + timeout
                 while True:
                     if not service.alive():
-                        raise BenchError(f"{service.name} exited:\n{tail(service.log)}")
+                        print(tail(service.log), file=sys.stderr)
+                        raise BenchError(f"{service.name} exited: {last_line(service.log)} (log: {service.log})")
                     try:
                         if (await client.get(f"{service.url}/health/ready")).status_code == 200:
                             break
                     except httpx.TransportError:
                         pass
                     if time.monotonic() > deadline:
-                        raise BenchError(f"{service.name} not ready after {timeout}s:\n{tail(service.log)}")
+                        print(tail(service.log), file=sys.stderr)
+                        raise BenchError(f"{service.name} not ready after {timeout}s (log: {service.log})")
                     await asyncio.sleep(0.2)
 
     async def stop(self, service: ServiceProcess) -> None:
@@ -285,6 +287,11 @@ class Processes:
             except subprocess.TimeoutExpired:
                 service.process.kill()
         self.running.clear()
+
+
+def last_line(path: Path) -> str:
+    lines = [line for line in tail(path).splitlines() if line.strip()]
+    return lines[-1].strip()[:300] if lines else "<empty log>"
 
 
 def tail(path: Path, chars: int = 3000) -> str:

@@ -19,6 +19,7 @@ export PG_PORT="${BENCH_PG_PORT:-25433}"
 export SERVICE_PORT_BASE="${BENCH_SERVICE_PORT_BASE:-28000}"  # unused: bench/run.py picks free ports
 export PG_FSYNC="${BENCH_PG_FSYNC:-on}"
 export AUTOMATION_NAMESPACE=""  # bench/run.py gives every phase its own namespace
+export AUTOMATION_DEV_MODE=true  # a local stack: the services accept the development JWT key
 
 stack() { deploy/local/stack.sh "$@"; }
 trap 'stack down' EXIT
