@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
 import structlog
 from automation_shared.delivery import Outgoing, append_outbox
 from automation_shared.failures import is_transient
@@ -42,7 +41,7 @@ from executor.adapters import repository
 from executor.adapters.metrics import observe_action, observe_run
 from executor.adapters.repository import Advance
 from executor.adapters.system import new_uuid, utcnow
-from executor.adapters.webhook import SentEffect, new_client, send_webhook
+from executor.adapters.webhook import SentEffect, WebhookClient, new_client, send_webhook
 from executor.domain.runs import PendingStep, RunState, StepOutcome, apply_outcome, next_step
 from executor.domain.scheduling import PoolLimits, continuation_lease, lease_for, plan_claim
 from executor.domain.webhooks import build_webhook_request, simulated_outcome
@@ -125,7 +124,7 @@ class RunDriver:
 
     # -- claiming ----------------------------------------------------------------------------
 
-    async def _claim_forever(self, client: httpx.AsyncClient, group: asyncio.TaskGroup) -> None:
+    async def _claim_forever(self, client: WebhookClient, group: asyncio.TaskGroup) -> None:
         backoff = self._poll_seconds
         while True:
             self._wake.clear()
@@ -162,7 +161,7 @@ class RunDriver:
 
     # -- performing --------------------------------------------------------------------------
 
-    async def _perform_and_queue(self, client: httpx.AsyncClient, claimed: ClaimedStep) -> None:
+    async def _perform_and_queue(self, client: WebhookClient, claimed: ClaimedStep) -> None:
         with _step_context(claimed):
             try:
                 performed = await self.perform(client, claimed)
@@ -172,7 +171,7 @@ class RunDriver:
                 return
         await self._outcomes.put(performed)
 
-    async def perform(self, client: httpx.AsyncClient, claimed: ClaimedStep) -> PerformedStep:
+    async def perform(self, client: WebhookClient, claimed: ClaimedStep) -> PerformedStep:
         """Attempt the step: simulate it in test mode, reuse a recorded effect, or send it."""
         state, pending = claimed.state, claimed.pending
         request = build_webhook_request(state, pending, now=self._clock())
@@ -189,7 +188,7 @@ class RunDriver:
 
     # -- recording ---------------------------------------------------------------------------
 
-    async def _record_forever(self, client: httpx.AsyncClient, group: asyncio.TaskGroup) -> None:
+    async def _record_forever(self, client: WebhookClient, group: asyncio.TaskGroup) -> None:
         while True:
             batch = [await self._outcomes.get()]
             while len(batch) < self._record_batch and not self._outcomes.empty():
@@ -278,7 +277,7 @@ class RunDriver:
 
     # -- one step at a time (tests, tools) ---------------------------------------------------
 
-    async def drive_once(self, client: httpx.AsyncClient, *, limit: int | None = None) -> int:
+    async def drive_once(self, client: WebhookClient, *, limit: int | None = None) -> int:
         """Claim due runs, perform their steps concurrently and record them; how many advanced."""
         claimed = await self.claim_steps(limit=limit)
         try:
@@ -288,7 +287,7 @@ class RunDriver:
             self._release([step.state.run_id for step in claimed])
         return len(claimed)
 
-    async def drive_next_run(self, client: httpx.AsyncClient) -> bool:
+    async def drive_next_run(self, client: WebhookClient) -> bool:
         """Advance one due run by one step; False when no run is due."""
         return await self.drive_once(client, limit=1) > 0
 
