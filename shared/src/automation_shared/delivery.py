@@ -407,6 +407,9 @@ class OutboxRelay:
         next_purge = next_stats = time.monotonic()
         while True:
             failed = full = False
+            # cleared *before* the pass: a notify that lands while the pass runs (rows committed
+            # after its SELECT) must wake the next wait at once, not be cleared after it
+            self._wake.clear()
             try:
                 if time.monotonic() >= next_purge:
                     await self.purge_published()
@@ -425,7 +428,6 @@ class OutboxRelay:
             if failed:
                 backoff = min(backoff * 2, self._max_backoff)
                 await asyncio.sleep(backoff)
-                self._wake.clear()
                 continue
             backoff = self._poll_seconds
             if full:
@@ -434,4 +436,3 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
             except TimeoutError:
                 pass
-            self._wake.clear()

@@ -46,7 +46,7 @@ def register(runtime: Runtime) -> None:
             }
             for item in batch
         ]
-        await conn.execute(insert(approval_requests).values(rows).on_conflict_do_nothing())
+        await conn.execute(insert(approval_requests).on_conflict_do_nothing(), rows)
 
     runtime.subscribe(Subscription(topic=topics.APPROVAL_REQUESTED, consumer=CONSUMER, decode=decode_request,
                                    handler=queue_approval_requests,

@@ -105,12 +105,18 @@ async def insert_run(conn: AsyncConnection, state: RunState) -> bool:
 
 
 async def insert_runs(conn: AsyncConnection, states: Sequence[RunState]) -> set[str]:
-    """Create the runs in one statement; returns the ids created (existing ids change nothing)."""
+    """Create the runs; returns the ids created (existing ids change nothing).
+
+    The rows go as executemany parameters of one cached statement, which SQLAlchemy sends as
+    multi-row ``INSERT ... RETURNING`` batches ("insertmanyvalues"). A multi-row ``.values([...])``
+    would be compiled anew for every batch: profiled, that compilation was a third of the
+    executor's CPU.
+    """
     if not states:
         return set()
     result = await conn.execute(
-        insert(runs).values([state_to_row(state) for state in states]).on_conflict_do_nothing()
-        .returning(runs.c.run_id)
+        insert(runs).on_conflict_do_nothing().returning(runs.c.run_id),
+        [state_to_row(state) for state in states],
     )
     return {str(run_id) for run_id in result.scalars()}
 
@@ -276,8 +282,8 @@ async def record_attempts(conn: AsyncConnection, items: Sequence[Advance], *, at
     if not items:
         return
     await conn.execute(
-        insert(step_attempts)
-        .values([
+        insert(step_attempts).on_conflict_do_nothing(),
+        [
             {
                 "run_id": item.claimed.run_id,
                 "step_id": item.pending.step_id,
@@ -293,8 +299,7 @@ async def record_attempts(conn: AsyncConnection, items: Sequence[Advance], *, at
                 "recorded_at": at,
             }
             for item in items
-        ])
-        .on_conflict_do_nothing()
+        ],
     )
 
 
@@ -338,7 +343,7 @@ async def record_effects(conn: AsyncConnection, items: Sequence[Advance], *, at:
         if item.effect is not None
     ]
     if rows:
-        await conn.execute(insert(effects).values(rows).on_conflict_do_nothing())
+        await conn.execute(insert(effects).on_conflict_do_nothing(), rows)
 
 
 async def step_log(conn: AsyncConnection, run_id: str) -> Sequence[sa.RowMapping]:
