@@ -7,13 +7,13 @@ version here plus an upcaster from the previous one; consumers always see the cu
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from automation_shared.contracts import events as ev
-from automation_shared.contracts.envelope import Envelope, describe_validation_error
+from automation_shared.contracts.envelope import AutomationChain, Envelope, describe_validation_error
 from automation_shared.errors import InvalidPayload, UnknownEventType, UnsupportedSchemaVersion
 
 # wire type -> (current version, model)
@@ -30,6 +30,11 @@ EVENT_TYPES: dict[str, tuple[int, type[ev.Payload]]] = {
     "command.issued": (1, ev.CommandIssued),
     "dead_letter.recorded": (1, ev.DeadLetter),
 }
+
+# model class -> wire type (the reverse of EVENT_TYPES, for the hot path of ``build``)
+_WIRE_TYPES: dict[type[ev.Payload], str] = {model: wire for wire, (_version, model) in EVENT_TYPES.items()}
+MAX_ID_CHARS = 200
+MAX_SOURCE_CHARS = 500
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -100,21 +105,34 @@ def build(
     """Wrap a payload in an envelope, carrying correlation/causation from ``cause``.
 
     When ``automation_id`` is given the automation chain is extended by it (loop detection).
+
+    The payload is a validated model and ``cause`` a validated envelope, so the envelope is
+    assembled without validating it again (this runs for every decision: thousands per second);
+    only the attributes that do not come from those are checked here.
+
+    Raises:
+        ValueError: ``time`` is naive, or ``event_id``/``source`` is empty or too long.
     """
-    chain = cause.automationchain if cause is not None else None
-    if chain is not None and automation_id is not None:
+    if time.tzinfo is None:
+        raise ValueError("time must carry a timezone offset")
+    if not 0 < len(event_id) <= MAX_ID_CHARS or not 0 < len(source) <= MAX_SOURCE_CHARS:
+        raise ValueError(f"event id and source must be 1-{MAX_ID_CHARS}/{MAX_SOURCE_CHARS} characters")
+    wire = _WIRE_TYPES.get(type(payload)) or type_of(type(payload))
+    chain = cause.automationchain if cause is not None else AutomationChain()
+    if cause is not None and automation_id is not None:
         chain = chain.extended(automation_id)
-    version, _model = EVENT_TYPES[type_of(type(payload))]
-    return Envelope(
+    return Envelope.model_construct(
         id=event_id,
-        type=type_of(type(payload)),
+        type=wire,
         source=source,
-        time=time,
+        specversion="1.0",
+        time=time.astimezone(UTC),
         subject=subject,
         tenantid=tenant_id,
-        dataschemaversion=version,
+        dataschemaversion=EVENT_TYPES[wire][0],
+        datacontenttype="application/json",
         correlationid=(cause.correlationid or cause.id) if cause is not None else event_id,
         causationid=cause.id if cause is not None else None,
-        **({"automationchain": chain} if chain is not None else {}),
+        automationchain=chain,
         data=payload.model_dump(mode="json"),
     )

@@ -1,8 +1,8 @@
 """Which rules a domain event fires or skips, and the events that say so.
 
-``decide_on_event`` is pure: rules, the event and the clock in; envelopes out. Run ids and
-event ids are name-based UUIDs of (event, rule version), so deciding twice on the same event
-yields the same ids — a redelivered event can never start a second run.
+``decide_on_event`` is pure: rules, the event and the clock in; envelopes out. Run ids and skip
+ids are name-based UUIDs of (event, rule version) and double as the envelope ids, so deciding
+twice on the same event yields the same ids — a redelivered event can never start a second run.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def decide_on_event(rules: Sequence[ActiveRule], event: Envelope, *, now: dateti
             skip = (SkipReason.CONDITIONS_FAILED, describe_failures(results))
         key_parts = (event.tenantid, event.source, event.id, rule.automation_id, str(rule.version))
         if skip is None:
-            run_id = _stable_id("run", *key_parts)
+            run_id = decision_id = _stable_id("run", *key_parts)
             payload: TriggerDetected | TriggerSkipped = TriggerDetected(
                 run_id=run_id, automation_id=rule.automation_id, automation_version=rule.version, sequence=0,
                 automation_name=name, category=rule.definition.category, trigger_kind=TriggerKind.EVENT,
@@ -85,14 +85,15 @@ def decide_on_event(rules: Sequence[ActiveRule], event: Envelope, *, now: dateti
             )
             topic, key = topics.TRIGGER_DETECTED, run_id
         else:
-            skip_id = _stable_id("skip", *key_parts)
+            skip_id = decision_id = _stable_id("skip", *key_parts)
             payload = TriggerSkipped(
                 skip_id=skip_id, automation_id=rule.automation_id, automation_version=rule.version,
                 automation_name=name, category=rule.definition.category, trigger_kind=TriggerKind.EVENT,
                 trigger_event=ref, reason=skip[0], message=skip[1], condition_results=results,
             )
             topic, key = topics.TRIGGER_SKIPPED, rule.automation_id
-        envelope = build(payload, event_id=_stable_id("event", topic, *key_parts), source=SOURCE,
+        # the decision's own id is unique per (event, rule version, outcome): it is the envelope id too
+        envelope = build(payload, event_id=decision_id, source=SOURCE,
                          tenant_id=event.tenantid, time=now, subject=event.subject, cause=event,
                          automation_id=rule.automation_id)
         outgoing.append(Outgoing(topic=topic, key=key, envelope=envelope))
