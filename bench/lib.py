@@ -21,6 +21,11 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    GroupCoordinatorNotAvailableError,
+    NotCoordinatorForGroupError,
+)
 from aiokafka.structs import ConsumerRecord
 from automation_shared.settings import Settings
 
@@ -99,8 +104,15 @@ class Kafka:
         return sum((await self.end_offsets(topics)).values())
 
     async def committed(self, group: str, ends: dict[TopicPartition, int]) -> int:
-        """Records of ``ends``' partitions that ``group`` has committed (capped at the end offsets)."""
-        offsets = await self.admin.list_consumer_group_offsets(group)
+        """Records of ``ends``' partitions that ``group`` has committed (capped at the end offsets).
+
+        A freshly started broker answers "coordinator not available" for a few seconds; that
+        counts as nothing committed yet (the caller samples again), never as a failed phase.
+        """
+        try:
+            offsets = await self.admin.list_consumer_group_offsets(group)
+        except (GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError, CoordinatorLoadInProgressError):
+            return 0
         total = 0
         for tp, end in ends.items():
             meta = offsets.get(tp)

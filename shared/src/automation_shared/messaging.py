@@ -278,6 +278,10 @@ class BatchConsumer(Generic[P]):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self._settings.consumer_batch_max,
+            # what a consumer buffers per partition; a process runs one consumer per subscription
+            # (six in the projector), so the 1 MiB default costs tens of MB of prefetched records.
+            # A record larger than this still arrives (Kafka returns at least one batch).
+            max_partition_fetch_bytes=self._settings.consumer_partition_fetch_bytes,
         )
         consumer.subscribe([self.physical_topic], listener=_FinishBatchBeforeRevoke(self))
         await consumer.start()

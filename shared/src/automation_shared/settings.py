@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     consumer_idle_poll_ms: int = Field(
         200, ge=1, description="How long an idle consumer waits for records; records present are taken at once."
     )
+    consumer_partition_fetch_bytes: int = Field(
+        262_144, ge=1024, description="Bytes a consumer prefetches per partition (bounds each service's memory)."
+    )
     infra_backoff_seconds: float = Field(
         0.5, gt=0, description="First pause of a partition after an infrastructure error (doubles, with jitter)."
     )
