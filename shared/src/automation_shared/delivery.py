@@ -117,6 +117,7 @@ after the broker refuses a batch, so every later record of that partition would 
 # single-key space (e.g. ``db.MIGRATION_LOCK_ID``) does not overlap with it.
 RELAY_LOCK_CLASS = 7_201_200
 LAST_ERROR_CHARS = 2_000
+_ASYNC_COMMIT = sa.text("SET LOCAL synchronous_commit TO off")
 STATS_INTERVAL_SECONDS = 15.0
 
 # Failures that say nothing about the row: the infrastructure is down or slow, or the producer's
@@ -332,6 +333,10 @@ class OutboxRelay:
                 else:
                     deferred.append((row, outcome))
             if acked:
+                # Losing this mark in a database crash only re-publishes the rows (consumers
+                # dedupe), so the pass does not wait for its WAL flush: one fsync fewer per
+                # event on the path from a decision to Kafka.
+                await conn.execute(_ASYNC_COMMIT)
                 await conn.execute(_MARK_PUBLISHED, {"ids": [row.id for row in acked]})
             recorded: list[sa.Row[Any]] = []
             if refused:
