@@ -91,7 +91,10 @@ async def test_postgres_crash_and_restart_mid_stream_decides_every_event_exactly
         flowing = asyncio.create_task(flow())
         await asyncio.sleep(1.0)  # events are being decided ...
         await asyncio.to_thread(stack_command, "pg-kill")  # ... when Postgres crashes
-        await asyncio.sleep(3.0)
+        async with httpx.AsyncClient(timeout=30) as http:
+            during = await http.get(f"{detector.url('trigger-detector')}/api/v1/automations",
+                                    headers=bearer(settings, tenant, "viewer"))
+        await asyncio.sleep(2.0)
         await asyncio.to_thread(stack_command, "pg-up")
         await flowing
     finally:
@@ -114,6 +117,8 @@ async def test_postgres_crash_and_restart_mid_stream_decides_every_event_exactly
                                            .where(outbox.c.event_type == "trigger.detected"))).scalars().all()
     finally:
         await engine.dispose()
+    assert during.status_code == 503, during.text  # an outage is "retry", not a server error
+    assert during.headers["retry-after"] == "1"
     mine = [json.loads(p) for p in payloads]
     mine = [p for p in mine if p["tenantid"] == tenant]
     assert len(mine) == EVENTS  # one decision per event, none repeated ...

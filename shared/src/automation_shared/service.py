@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Response
+import sqlalchemy as sa
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,6 +26,7 @@ from automation_shared import metrics
 from automation_shared.contracts.asyncapi import asyncapi_document
 from automation_shared.db import create_engine, ping
 from automation_shared.delivery import OutboxRelay, OutboxRow
+from automation_shared.failures import is_transient
 from automation_shared.inbox import purge_inbox
 from automation_shared.logging import configure_logging, get_logger
 from automation_shared.messaging import BatchConsumer, KafkaPublisher, Subscription
@@ -184,6 +186,18 @@ def build_service(
             log.info("service_stopped")
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+
+    @app.exception_handler(sa.exc.DBAPIError)
+    @app.exception_handler(sa.exc.TimeoutError)
+    @app.exception_handler(ConnectionError)
+    async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        """An outage answers 503 (retry), never a 500; other database errors stay server errors."""
+        if not is_transient(exc):
+            raise exc
+        log.warning("request_failed_database_unavailable", error=repr(exc))
+        return JSONResponse({"detail": "database temporarily unavailable, retry shortly"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
     app.state.settings = runtime.settings
     app.state.runtime = runtime
     app.include_router(health_router(runtime))
