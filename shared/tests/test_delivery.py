@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -253,6 +254,8 @@ async def test_oversized_and_undecodable_records_are_poison_with_a_bounded_dead_
         + b"}" * 3000 + b"}",
         b'{"id": "3", "type": "a", "source": "s", "tenantid": "t", "data": {"s": "\xff\xfe"}}',
         b'{"id": "4", "type": "a", "source": "s", "tenantid": "t", "data": {"n": Infinity}}',
+        b"{this is not json",
+        json.dumps({"id": "x", "type": "a.b", "source": "s"}).encode(),  # no tenant
     ]
     valid = _event(1)
     async with KafkaProbe(isolated) as probe:
@@ -264,6 +267,12 @@ async def test_oversized_and_undecodable_records_are_poison_with_a_bounded_dead_
             letters = await _letters_for(probe, topic, consumer.group, len(poison))
     assert handled == [valid.id]
     assert {letter["data"]["error_type"] for letter in letters} == {"MalformedEnvelope"}
+    errors = [letter["data"]["error"] for letter in letters]
+    assert any("not valid JSON" in error for error in errors)
+    assert any("tenantid" in error for error in errors)
+    assert all(letter["data"]["consumer"] == consumer.group for letter in letters)
+    assert all(isinstance(letter["data"]["offset"], int) and isinstance(letter["data"]["partition"], int)
+               for letter in letters)
     by_size = {letter["data"]["value_bytes"]: letter["data"] for letter in letters}
     big = by_size[len(near_limit)]
     assert big["value_truncated"] is True
