@@ -89,9 +89,9 @@ class Settings(BaseSettings):
     run_lease_seconds: float = Field(
         30.0, gt=0, description="How long a run driver holds a run; a crashed driver's runs resume after it."
     )
-    run_pool_size: int = Field(128, ge=1, le=10_000, description="Steps one executor process performs at once.")
+    run_pool_size: int = Field(256, ge=1, le=10_000, description="Steps one executor process performs at once.")
     run_tenant_slots: int = Field(
-        32, ge=1, description="Most of those one tenant may hold: a hanging endpoint blocks at most this many."
+        64, ge=1, description="Most of those one tenant may hold: a hanging endpoint blocks at most this many."
     )
     log_level: str = Field("INFO", description="Log level.")
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
+from automation_shared.contracts.events import StepStatus
 from automation_shared.delivery import Outgoing, append_outbox
 from automation_shared.failures import is_transient
 from automation_shared.logging import get_logger
@@ -49,8 +50,8 @@ from executor.domain.webhooks import build_webhook_request, simulated_outcome
 log = get_logger(__name__)
 
 DEFAULT_LEASE = timedelta(seconds=30)
-DEFAULT_POOL_SIZE = 128
-DEFAULT_TENANT_SLOTS = 32
+DEFAULT_POOL_SIZE = 256
+DEFAULT_TENANT_SLOTS = 64
 DEFAULT_RECORD_BATCH = 256
 MAX_BACKOFF_SECONDS = 5.0
 
@@ -182,8 +183,11 @@ class RunDriver:
             return PerformedStep(claimed, claimed.recorded.outcome, None)
         effect = await send_webhook(client, request)
         observe_action(self._service, pending.step.type, effect.outcome)
-        log.info("webhook_sent", idempotency_key=pending.idempotency_key, status=effect.outcome.status.value,
-                 response_status=effect.response_status, error=effect.outcome.error)
+        # a delivered webhook is on record already (effects table, action.completed): log it at
+        # debug; a failed one is what an operator looks for
+        report = log.debug if effect.outcome.status is StepStatus.COMPLETED else log.info
+        report("webhook_sent", idempotency_key=pending.idempotency_key, status=effect.outcome.status.value,
+               response_status=effect.response_status, error=effect.outcome.error)
         return PerformedStep(claimed, effect.outcome, effect)
 
     # -- recording ---------------------------------------------------------------------------
