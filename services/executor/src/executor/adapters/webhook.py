@@ -84,5 +84,6 @@ async def send_webhook(client: WebhookClient, request: WebhookRequest) -> SentEf
     return SentEffect(
         outcome_of_response(status, duration_ms=elapsed_ms()),
         response_status=status,
-        response_excerpt=head.decode("utf-8", "replace")[:EXCERPT_CHARS],
+        # Postgres text cannot hold NUL: a receiver answering one must not make the effect unrecordable
+        response_excerpt=head.decode("utf-8", "replace").replace("\x00", "\ufffd")[:EXCERPT_CHARS],
     )
