@@ -23,7 +23,7 @@ from automation_shared.cli import create_topics
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.delivery import MAX_RECORD_BYTES, Outgoing, append_outbox
 from automation_shared.errors import OversizedOutgoing, TransientError
-from automation_shared.inbox import claim_batch, claim_inbox, purge_inbox
+from automation_shared.inbox import claim_batch, purge_inbox
 from automation_shared.messaging import (
     DLQ_VALUE_CHARS,
     BatchConsumer,
@@ -44,6 +44,11 @@ class Item:
     """What ``claim_batch`` needs of a record: its envelope."""
 
     envelope: Envelope
+
+
+async def claim_inbox(conn: AsyncConnection, consumer: str, envelope: Envelope) -> bool:
+    """Claim one event (a batch of one); False when it was already processed."""
+    return bool(await claim_batch(conn, consumer, [Item(envelope)]))
 
 
 Handler = Callable[[AsyncConnection, Sequence[Consumed[Envelope]]], Awaitable[None]]

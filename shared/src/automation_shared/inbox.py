@@ -10,7 +10,6 @@ that is processed again (the README states the window).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
@@ -65,16 +64,6 @@ async def claim_batch(conn: AsyncConnection, consumer: str, items: Sequence[H]) 
     })
     claimed = {(str(tenant), str(key)) for tenant, key in result.all()}
     return [item for key, item in first.items() if key in claimed]
-
-
-@dataclass(frozen=True)
-class _Single:
-    envelope: Envelope
-
-
-async def claim_inbox(conn: AsyncConnection, consumer: str, envelope: Envelope) -> bool:
-    """Claim one event for ``consumer``; False when it was already processed (duplicate)."""
-    return bool(await claim_batch(conn, consumer, [_Single(envelope)]))
 
 
 async def purge_inbox(conn: AsyncConnection, retention: timedelta) -> int:
