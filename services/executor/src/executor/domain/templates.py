@@ -13,47 +13,22 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from automation_shared.contracts.context import MISSING
+from automation_shared.contracts.context import lookup as context_lookup
+
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
 _WHOLE = re.compile(r"^\s*\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}\s*$")
-_MISSING = object()
-
-
 def lookup(context: Mapping[str, Any], path: str) -> Any:
     """The value at ``path`` in ``context``, or ``None`` when nothing is there.
 
-    A flat key containing dots (``"event.amount"`` stored as one key) wins over traversal;
-    otherwise each segment descends into a mapping, or into a list by numeric index.
+    Paths read exactly as rule conditions read them (``automation_shared.contracts.context``).
     """
-    value = _find(context, path)
-    return None if value is _MISSING else value
-
-
-EVENT_PREFIX = "event."
-
-
-def _find(context: Mapping[str, Any], path: str) -> Any:
-    if path in context:
-        return context[path]
-    found = _walk(context, path)
-    if found is _MISSING and path.startswith(EVENT_PREFIX):  # event.<key> also names the data key <key>
-        return _walk(context, path[len(EVENT_PREFIX):])
-    return found
-
-
-def _walk(context: Mapping[str, Any], path: str) -> Any:
-    current: Any = context
-    for segment in path.split("."):
-        if isinstance(current, Mapping) and segment in current:
-            current = current[segment]
-        elif isinstance(current, list) and segment.isdigit() and int(segment) < len(current):
-            current = current[int(segment)]
-        else:
-            return _MISSING
-    return current
+    value = context_lookup(context, path)
+    return None if value is MISSING else value
 
 
 def _as_text(value: Any) -> str:
-    if value is None or value is _MISSING:
+    if value is None or value is MISSING:
         return ""
     if isinstance(value, str):
         return value
@@ -65,7 +40,7 @@ def render_string(template: str, context: Mapping[str, Any]) -> Any:
     whole = _WHOLE.match(template)
     if whole is not None:
         return lookup(context, whole.group(1))
-    return PLACEHOLDER.sub(lambda match: _as_text(_find(context, match.group(1))), template)
+    return PLACEHOLDER.sub(lambda match: _as_text(context_lookup(context, match.group(1))), template)
 
 
 def render(value: Any, context: Mapping[str, Any]) -> Any:

@@ -11,37 +11,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from automation_shared.contracts.context import MISSING, lookup
 from automation_shared.contracts.events import ConditionResult, EventRef
 from automation_shared.contracts.rules import Condition, Operator
 
-MISSING: Any = object()
-EVENT_PREFIX = "event."
-
-
-def resolve(context: Mapping[str, Any], path: str) -> Any:
-    """The value at ``path``: an exact flat key first, else a dotted walk; ``MISSING`` if absent.
-
-    ``event.<key>`` that is not an envelope attribute names the event's data key ``<key>``: the
-    context carries the data once, as the flat keys (see :func:`event_context`).
-    """
-    if path in context:
-        return context[path]
-    found = _walk(context, path)
-    if found is MISSING and path.startswith(EVENT_PREFIX):
-        return _walk(context, path[len(EVENT_PREFIX):])
-    return found
-
-
-def _walk(context: Mapping[str, Any], path: str) -> Any:
-    current: Any = context
-    for part in path.split("."):
-        if isinstance(current, Mapping) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
-            current = current[int(part)]
-        else:
-            return MISSING
-    return current
+# one reading of a path for conditions and templates alike: see the contract module
+resolve = lookup
 
 
 def _number(value: Any) -> float | None:
