@@ -412,10 +412,17 @@ async def test_two_first_writers_of_one_entry_both_land(stack: Stack) -> None:
     assert datetime.fromisoformat(stored["timestamp"]) == BASE
 
 
+# Tenants whose log holds conflicting events (two kinds claiming one entry id). Which claim wins
+# depends on which topic's consumer gets there first, so a rebuild may legitimately differ for
+# them; the rebuild test compares every other entry.
+ORDER_DEPENDENT_TENANTS: set[str] = set()
+
+
 async def test_an_entry_conflict_in_a_batch_is_dead_lettered_and_the_rest_of_the_batch_projected(
         stack: Stack) -> None:
     """One partition's batch holds good run.started events around one naming a skip entry."""
     tenant_id, skip_id = tenant(), new_id("skip")
+    ORDER_DEPENDENT_TENANTS.add(tenant_id)
     run_ids = [new_id("run") for _ in range(4)]
     await stack.publish(topics.TRIGGER_SKIPPED, skipped(skip_id), tenant_id, at=BASE)
     await stack.wait_entry(tenant_id, skip_id, lambda body: body["result"] == "skipped")
@@ -466,7 +473,9 @@ async def test_replaying_every_topic_into_an_empty_schema_yields_the_same_rows(s
         async with running_app(rebuilt_app):
 
             async def caught_up() -> bool:
-                return await rows(rebuild_settings.db_schema(rebuild_base)) == original
+                rebuilt_now = await rows(rebuild_settings.db_schema(rebuild_base))
+                return [r for r in rebuilt_now if r[1] not in ORDER_DEPENDENT_TENANTS] == [
+                    r for r in original if r[1] not in ORDER_DEPENDENT_TENANTS]
 
             with contextlib.suppress(AssertionError):  # the comparison below shows what differs
                 await wait_until(caught_up, timeout=60, what="the rebuilt timeline to equal the original")
@@ -474,4 +483,6 @@ async def test_replaying_every_topic_into_an_empty_schema_yields_the_same_rows(s
     finally:
         await engine.dispose()
     assert original
-    assert {row[0]: row for row in rebuilt} == {row[0]: row for row in original}
+    comparable = [row for row in original if row[1] not in ORDER_DEPENDENT_TENANTS]
+    assert {row[0]: row for row in rebuilt if row[1] not in ORDER_DEPENDENT_TENANTS} == {
+        row[0]: row for row in comparable}
