@@ -29,3 +29,6 @@ CONSUMER_LAG = Gauge("automation_consumer_lag", "Records behind the end of the t
 RUNS = Counter("automation_runs_total", "Runs finished, by status", ["service", "outcome"])
 ACTION_SECONDS = Histogram("automation_action_seconds", "Action latency", ["service", "action_type", "outcome"])
 TRIGGERS = Counter("automation_triggers_total", "Trigger decisions", ["service", "kind", "outcome"])
+BACKGROUND_RESTARTS = Counter(
+    "automation_background_restarts_total", "Background loops restarted after a crash", ["service", "loop"]
+)

@@ -136,6 +136,27 @@ async def consumer_lag(runtime: Runtime) -> dict[str, int]:
     return lag
 
 
+async def supervise(name: str, loop: Callable[[], Coroutine[Any, Any, None]], *, service: str,
+                    first_delay: float = 1.0, max_delay: float = 30.0) -> None:
+    """Run a background loop and restart it when it crashes, so none dies silently.
+
+    A consumer, relay or run driver that raised would otherwise leave a process that answers
+    ``/health/ready`` but no longer consumes, publishes or drives anything. The crash is logged
+    with its traceback and counted (``automation_background_restarts_total``); the loop restarts
+    after a growing delay. A loop that returns normally (a consumer asked to stop) is not restarted.
+    """
+    delay = first_delay
+    while True:
+        try:
+            await loop()
+            return
+        except Exception as exc:  # noqa: BLE001 - logged with traceback, counted, restarted with backoff
+            log.exception("background_loop_crashed", loop=name, error=repr(exc), restart_in=delay)
+            metrics.BACKGROUND_RESTARTS.labels(service, name).inc()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay)
+
+
 async def purge_inbox_forever(runtime: Runtime) -> None:
     """Delete inbox rows past the retention every few minutes (the README states the window)."""
     retention = timedelta(hours=runtime.settings.inbox_retention_hours)
@@ -164,11 +185,15 @@ def build_service(
         await runtime.publisher.start()
         for consumer in runtime.consumers:
             await consumer.start()
-        consuming = [asyncio.create_task(c.run(), name=f"consume-{c.subscription.consumer}")
-                     for c in runtime.consumers]
-        tasks = [asyncio.create_task(runtime.relay.run(), name="outbox-relay"),
-                 asyncio.create_task(purge_inbox_forever(runtime), name="inbox-purge")]
-        tasks += [asyncio.create_task(loop(), name=getattr(loop, "__name__", "loop")) for loop in runtime.background]
+        service = runtime.settings.service_name
+        loops: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
+            ("outbox-relay", runtime.relay.run),
+            ("inbox-purge", lambda: purge_inbox_forever(runtime)),
+            *((getattr(loop, "__name__", "loop"), loop) for loop in runtime.background),
+        ]
+        consuming = [asyncio.create_task(supervise(f"consume-{c.subscription.consumer}", c.run, service=service),
+                                         name=f"consume-{c.subscription.consumer}") for c in runtime.consumers]
+        tasks = [asyncio.create_task(supervise(name, loop, service=service), name=name) for name, loop in loops]
         log.info("service_started", schema=runtime.schema)
         try:
             yield
