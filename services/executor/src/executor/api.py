@@ -13,12 +13,12 @@ import sqlalchemy as sa
 from automation_shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from automation_shared.delivery import append_outbox
 from automation_shared.service import Runtime
+from automation_shared.system import new_uuid, utcnow
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from executor.adapters import repository
 from executor.adapters.metrics import observe_run
-from executor.adapters.system import new_uuid, utcnow
 from executor.domain.runs import RunNotRunning, RunState, cancel_run, next_step
 
 RunStatusFilter = Literal["running", "succeeded", "failed", "rejected", "expired", "cancelled"]

@@ -37,11 +37,11 @@ from automation_shared.delivery import Outgoing, append_outbox
 from automation_shared.failures import is_transient
 from automation_shared.logging import get_logger
 from automation_shared.service import Runtime
+from automation_shared.system import new_uuid, utcnow
 
 from executor.adapters import repository
 from executor.adapters.metrics import observe_action, observe_run
 from executor.adapters.repository import Advance
-from executor.adapters.system import new_uuid, utcnow
 from executor.adapters.webhook import SentEffect, WebhookClient, new_client, send_webhook
 from executor.domain.runs import PendingStep, RunState, StepOutcome, apply_outcome, next_step
 from executor.domain.scheduling import PoolLimits, continuation_lease, lease_for, plan_claim

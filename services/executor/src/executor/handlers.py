@@ -11,11 +11,11 @@ from automation_shared.contracts.registry import decode
 from automation_shared.delivery import Outgoing, append_outbox
 from automation_shared.messaging import AfterCommit, Consumed, Delivery, Subscription
 from automation_shared.service import Runtime
+from automation_shared.system import new_uuid, utcnow
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from executor.adapters import repository
 from executor.adapters.metrics import observe_run
-from executor.adapters.system import new_uuid, utcnow
 from executor.domain.runs import RunState, start_run
 
 CONSUMER = "run-starter"

@@ -11,9 +11,8 @@ deep nesting or huge integers into a 400. Here they are all a 422 naming the fie
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from automation_shared import topics
@@ -23,6 +22,7 @@ from automation_shared.contracts.events import ConditionResult
 from automation_shared.contracts.jsonsafe import MAX_INGRESS_DEPTH, UnsafeJson, loads_strict
 from automation_shared.contracts.rules import RuleDefinition, RuleStatus, validate_rule
 from automation_shared.service import Runtime
+from automation_shared.system import new_uuid, utcnow
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -154,8 +154,9 @@ def strict_rule(document: Any) -> RuleDefinition:
         raise body_error(exc) from exc
 
 
-def router(runtime: Runtime) -> APIRouter:
-    """The trigger-detector's routes, bound to ``runtime``."""
+def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
+           new_id: Callable[[], str] = new_uuid) -> APIRouter:
+    """The trigger-detector's routes, bound to ``runtime``, the clock and the id generator."""
     api = APIRouter()
 
     async def load(principal: Principal, automation_id: str, *, for_update: bool = False,
@@ -166,7 +167,7 @@ def router(runtime: Runtime) -> APIRouter:
         return automation
 
     async def transition(principal: Principal, automation_id: str, target: RuleStatus) -> AutomationOut:
-        now = datetime.now(UTC)
+        now = clock()
         async with runtime.engine.begin() as conn:
             current = await load(principal, automation_id, for_update=True, conn=conn)
             if current.status is target:
@@ -175,18 +176,18 @@ def router(runtime: Runtime) -> APIRouter:
                 changed = rules.change_status(current, target, user_id=principal.user_id, now=now)
             except rules.InvalidTransition as exc:
                 raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-            await repository.save(conn, changed, event_id=str(uuid.uuid4()), now=now)
+            await repository.save(conn, changed, event_id=new_id(), now=now)
         runtime.relay.notify()
         return AutomationOut.of(changed)
 
     async def create_automation(body: AutomationCreate, request: Request, principal: Writer) -> AutomationOut:
         """Create a rule (version 1) as draft or deployed."""
         definition = strict_rule(await request.json())
-        now = datetime.now(UTC)
-        automation = rules.create(definition, RuleStatus(body.status), automation_id=str(uuid.uuid4()),
+        now = clock()
+        automation = rules.create(definition, RuleStatus(body.status), automation_id=new_id(),
                                   tenant_id=principal.tenant_id, user_id=principal.user_id, now=now)
         async with runtime.engine.begin() as conn:
-            await repository.save(conn, automation, event_id=str(uuid.uuid4()), now=now)
+            await repository.save(conn, automation, event_id=new_id(), now=now)
         runtime.relay.notify()
         return AutomationOut.of(automation)
 
@@ -219,11 +220,11 @@ def router(runtime: Runtime) -> APIRouter:
                                 principal: Writer) -> AutomationOut:
         """Replace the definition: a new version; runs already started keep theirs."""
         definition = strict_rule(await request.json())
-        now = datetime.now(UTC)
+        now = clock()
         async with runtime.engine.begin() as conn:
             current = await load(principal, automation_id, for_update=True, conn=conn)
             revised = rules.revise(current, definition, user_id=principal.user_id, now=now)
-            await repository.save(conn, revised, event_id=str(uuid.uuid4()), now=now)
+            await repository.save(conn, revised, event_id=new_id(), now=now)
         runtime.relay.notify()
         return AutomationOut.of(revised)
 
@@ -278,8 +279,8 @@ def router(runtime: Runtime) -> APIRouter:
         except ValidationError as exc:
             raise body_error(exc) from exc
         try:  # e.g. a time whose offset puts it before year 1 in UTC
-            envelope = Envelope(id=event.id or str(uuid.uuid4()), type=event.type, source=event.source,
-                                time=event.time or datetime.now(UTC), subject=event.subject,
+            envelope = Envelope(id=event.id or new_id(), type=event.type, source=event.source,
+                                time=event.time or clock(), subject=event.subject,
                                 tenantid=principal.tenant_id, data=event.data)
         except ValidationError as exc:
             raise body_error(exc) from exc

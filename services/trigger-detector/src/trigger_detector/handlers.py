@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from automation_shared import metrics, topics
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.delivery import append_outbox
 from automation_shared.messaging import AfterCommit, Consumed, Delivery, Subscription
 from automation_shared.service import Runtime
+from automation_shared.system import utcnow
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trigger_detector.adapters.rule_cache import RuleCache
@@ -25,14 +26,14 @@ def with_event_time(envelope: Envelope, delivery: Delivery) -> Envelope:
     return envelope
 
 
-def register(runtime: Runtime, rules: RuleCache) -> None:
+def register(runtime: Runtime, rules: RuleCache, *, clock: Callable[[], datetime] = utcnow) -> None:
     """Subscribe the detection handler to ``domain.events``."""
     service = runtime.settings.service_name
 
     async def detect_event_triggers(conn: AsyncConnection, batch: Sequence[Consumed[Envelope]]) -> AfterCommit:
         """Evaluate the tenants' rules against a batch of domain events; emit detected/skipped."""
         await rules.refresh(conn)
-        now = datetime.now(UTC)
+        now = clock()
         outgoing = [item for consumed in batch
                     for item in decide_on_event(rules.active_rules(consumed.payload.tenantid), consumed.payload,
                                                 now=now)]

@@ -1,4 +1,8 @@
-"""The real clock and id generator, handed to the pure domain as its ``now`` and ``new_id``."""
+"""The real clock and id generator, handed to pure domain functions as their ``now`` and ``new_id``.
+
+Routes, handlers and loops receive these as parameters (tests pass fixed ones); nothing else in
+the services calls ``datetime.now()`` or ``uuid4()``.
+"""
 
 from __future__ import annotations
 
