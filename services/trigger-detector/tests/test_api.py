@@ -247,3 +247,16 @@ async def test_rule_nested_beyond_the_ingress_bound_is_422(td: tuple[Settings, h
     assert error["loc"][:5] == ["body", "actions", 0, "body", "a"] and "nesting" in error["msg"]
     shallow = _rule_with(actions=[{"type": "webhook", "url": "http://127.0.0.1:9/hook", "body": json.loads(_deep(20))}])
     assert (await client.post("/api/v1/automations", json=shallow, headers=auth)).status_code == 201
+
+
+async def test_test_conditions_answers_422_for_an_unsafe_context(td: tuple[Settings, httpx.AsyncClient]) -> None:
+    settings, client = td
+    created = await client.post("/api/v1/automations", json=RULE, headers=bearer(settings, "tenant-tc"))
+    assert created.status_code == 201, created.text
+    url = f"/api/v1/automations/{created.json()['id']}/test-conditions"
+    headers = {**bearer(settings, "tenant-tc"), "content-type": "application/json"}
+    response = await client.post(url, content=b'{"context": {"amount": NaN}}', headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "context", "amount"]
+    fine = await client.post(url, content=b'{"context": {"amount": 500}}', headers=headers)
+    assert fine.status_code == 200, fine.text

@@ -255,8 +255,6 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
         return {"versions": [{"version": r.version, "status": r.status, "definition": r.definition,
                               "created_at": r.created_at, "created_by": r.created_by} for r in rows]}
 
-    @api.post("/api/v1/automations/{automation_id}/test-conditions", response_model=ConditionTestResult,
-              tags=["automations"])
     async def test_conditions(automation_id: str, body: ConditionTest,
                               principal: CurrentPrincipal) -> ConditionTestResult:
         """Evaluate the rule's conditions against a given context, without firing anything."""
@@ -264,6 +262,11 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
             automation = await load(principal, automation_id, conn=conn)
         results = evaluate_all(automation.definition.conditions, body.context)
         return ConditionTestResult(passed=all(r.passed for r in results), results=list(results))
+
+    # the context is client JSON like a rule body: NaN, NUL and runaway nesting answer 422 too
+    api.add_api_route("/api/v1/automations/{automation_id}/test-conditions", test_conditions, methods=["POST"],
+                      response_model=ConditionTestResult, tags=["automations"],
+                      route_class_override=StrictJsonRoute)
 
     @api.post("/api/v1/events", status_code=status.HTTP_202_ACCEPTED, response_model=EventAccepted,
               tags=["events"])
