@@ -179,3 +179,28 @@ async def test_an_event_near_the_size_limit_still_fires_and_an_oversized_derivat
     finally:
         await engine.dispose()
     assert stuck == 0
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """``{"a": {"a": ... 1}}`` with ``depth`` objects inside the event data."""
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return dict(value)
+
+
+async def test_domain_events_on_kafka_get_the_same_depth_bound_as_http_ingest(detector: Stack) -> None:
+    """Deeper than ingress allows is dead-lettered at the door, not by a consumer further down."""
+    tenant = f"depth-{uuid.uuid4().hex[:6]}"
+    await create_rule(detector, tenant, rule_body("deep.doc"))
+    # data sits two levels below the envelope: 45 objects inside it stays within the bound of 48
+    within = domain_event(tenant, "deep.doc", nested(45))
+    beyond = domain_event(tenant, "deep.doc", nested(55))
+    async with KafkaProbe(detector.settings) as probe:
+        await probe.publish_event(topics.DOMAIN_EVENTS, within)
+        await probe.publish_event(topics.DOMAIN_EVENTS, beyond)
+        [fired] = await probe.wait_for(topics.TRIGGER_DETECTED, lambda r: r["causationid"] == within.id, timeout=60)
+        [letter] = await probe.wait_for(topics.dlq(topics.DOMAIN_EVENTS),
+                                        lambda r: beyond.id in (r["data"].get("value") or ""), timeout=60)
+    assert fired["data"]["context"]["a"]["a"]["a"] is not None
+    assert letter["data"]["error_type"] == "MalformedEnvelope" and "nest" in letter["data"]["error"]

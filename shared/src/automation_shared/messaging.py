@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from automation_shared import metrics
 from automation_shared.contracts.envelope import Envelope, parse_envelope
 from automation_shared.contracts.events import DeadLetter
+from automation_shared.contracts.jsonsafe import MAX_DEPTH
 from automation_shared.contracts.registry import build
 from automation_shared.errors import PoisonMessage
 from automation_shared.failures import is_transient
@@ -110,6 +111,8 @@ class Subscription(Generic[P]):
     decode: Decode[P]
     handler: BatchHandler[P]
     description: str = ""
+    max_depth: int = MAX_DEPTH
+    """Deepest JSON nesting accepted; a topic upstream systems write takes the ingress bound."""
 
 
 # ---------------------------------------------------------------------------------------- producer
@@ -360,7 +363,8 @@ class BatchConsumer(Generic[P]):
                             key=record.key, timestamp_ms=record.timestamp)
         envelope: Envelope | None = None
         try:
-            envelope = parse_envelope(record.value, max_bytes=self._settings.max_message_bytes)
+            envelope = parse_envelope(record.value, max_bytes=self._settings.max_message_bytes,
+                                      max_depth=self.subscription.max_depth)
             items.append(Consumed(envelope, self.subscription.decode(envelope, delivery), delivery))
         except PoisonMessage as exc:
             letters.append(_Letter(delivery, record.value, exc, 1, envelope))

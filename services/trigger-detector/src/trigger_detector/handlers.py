@@ -7,6 +7,7 @@ from datetime import datetime
 
 from automation_shared import metrics, topics
 from automation_shared.contracts.envelope import Envelope
+from automation_shared.contracts.jsonsafe import MAX_INGRESS_DEPTH
 from automation_shared.delivery import append_outbox
 from automation_shared.messaging import AfterCommit, Consumed, Delivery, Subscription
 from automation_shared.service import Runtime
@@ -50,4 +51,8 @@ def register(runtime: Runtime, rules: RuleCache, *, clock: Callable[[], datetime
 
     runtime.subscribe(Subscription(topic=topics.DOMAIN_EVENTS, consumer=CONSUMER, decode=with_event_time,
                                    handler=detect_event_triggers,
-                                   description="Evaluate the tenants' rules against domain events."))
+                                   description="Evaluate the tenants' rules against domain events.",
+                                   # the same bound as HTTP ingest: what upstream systems send may nest as
+                                   # deep whichever door it comes in by, and the events derived from it
+                                   # (one or two levels deeper) still pass every internal consumer
+                                   max_depth=MAX_INGRESS_DEPTH))

@@ -76,13 +76,13 @@ class Envelope(BaseModel):
         return self.model_dump_json(exclude_none=True).encode()
 
 
-def parse_envelope(raw: bytes | None, *, max_bytes: int) -> Envelope:
+def parse_envelope(raw: bytes | None, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> Envelope:
     """Decode one Kafka record value into an envelope.
 
     Raises:
         OversizedMessage: the value is larger than ``max_bytes``.
         MalformedEnvelope: not UTF-8 JSON, unsafe JSON (non-finite numbers, integers over
-            ``MAX_INT_DIGITS`` digits, nesting over ``MAX_DEPTH``, NUL or unpaired surrogates in
+            ``MAX_INT_DIGITS`` digits, nesting over ``max_depth``, NUL or unpaired surrogates in
             a string or key), not an object, or required attributes missing/invalid. No other
             exception escapes: every decode failure is poison, dead-lettered at once.
     """
@@ -91,7 +91,7 @@ def parse_envelope(raw: bytes | None, *, max_bytes: int) -> Envelope:
     if len(raw) > max_bytes:
         raise OversizedMessage(f"message of {len(raw)} bytes exceeds the limit of {max_bytes}")
     try:
-        document = loads_strict(raw, max_depth=MAX_DEPTH)
+        document = loads_strict(raw, max_depth=max_depth)
     except UnsafeJson as exc:
         raise MalformedEnvelope(str(exc) if exc.reason.startswith("not valid") else f"unsafe JSON: {exc}") from exc
     if not isinstance(document, dict):
