@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from automation_shared import metrics
 from automation_shared.contracts.asyncapi import asyncapi_document
@@ -49,6 +49,16 @@ class Runtime:
     relay: OutboxRelay
     consumers: list[BatchConsumer[Any]] = field(default_factory=list)
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction for load → decide → save → outbox; the relay is woken once it committed.
+
+        An exception inside rolls everything back (nothing half-written) and wakes nothing.
+        """
+        async with self.engine.begin() as conn:
+            yield conn
+        self.relay.notify()
 
     def subscribe(self, subscription: Subscription[Any]) -> BatchConsumer[Any]:
         """Consume ``subscription`` in batches once the service starts."""

@@ -162,7 +162,7 @@ def create_router(runtime: Runtime) -> APIRouter:
         run_id: str, principal: Annotated[Principal, Depends(require_roles(Role.MANAGER))]
     ) -> RunDetail:
         """Cancel a running run: no further step runs and ``run.finished`` says cancelled."""
-        async with runtime.engine.begin() as conn:
+        async with runtime.unit_of_work() as conn:
             state = await repository.load_run(conn, run_id, tenant_id=principal.tenant_id, for_update=True)
             if state is None:
                 raise not_found
@@ -173,7 +173,6 @@ def create_router(runtime: Runtime) -> APIRouter:
             await repository.save_run(conn, cancelled, expected_sequence=state.sequence)
             await append_outbox(conn, events)
             log = list(await repository.step_log(conn, run_id))
-        runtime.relay.notify()
         observe_run(runtime.settings.service_name, cancelled)
         return run_detail(cancelled, log)
 

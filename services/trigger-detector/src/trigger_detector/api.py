@@ -168,7 +168,7 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
 
     async def transition(principal: Principal, automation_id: str, target: RuleStatus) -> AutomationOut:
         now = clock()
-        async with runtime.engine.begin() as conn:
+        async with runtime.unit_of_work() as conn:
             current = await load(principal, automation_id, for_update=True, conn=conn)
             if current.status is target:
                 return AutomationOut.of(current)
@@ -177,7 +177,6 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
             except rules.InvalidTransition as exc:
                 raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
             await repository.save(conn, changed, event_id=new_id(), now=now)
-        runtime.relay.notify()
         return AutomationOut.of(changed)
 
     async def create_automation(body: AutomationCreate, request: Request, principal: Writer) -> AutomationOut:
@@ -186,9 +185,8 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
         now = clock()
         automation = rules.create(definition, RuleStatus(body.status), automation_id=new_id(),
                                   tenant_id=principal.tenant_id, user_id=principal.user_id, now=now)
-        async with runtime.engine.begin() as conn:
+        async with runtime.unit_of_work() as conn:
             await repository.save(conn, automation, event_id=new_id(), now=now)
-        runtime.relay.notify()
         return AutomationOut.of(automation)
 
     api.add_api_route("/api/v1/automations", create_automation, methods=["POST"], status_code=status.HTTP_201_CREATED,
@@ -221,11 +219,10 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
         """Replace the definition: a new version; runs already started keep theirs."""
         definition = strict_rule(await request.json())
         now = clock()
-        async with runtime.engine.begin() as conn:
+        async with runtime.unit_of_work() as conn:
             current = await load(principal, automation_id, for_update=True, conn=conn)
             revised = rules.revise(current, definition, user_id=principal.user_id, now=now)
             await repository.save(conn, revised, event_id=new_id(), now=now)
-        runtime.relay.notify()
         return AutomationOut.of(revised)
 
     api.add_api_route("/api/v1/automations/{automation_id}", update_automation, methods=["PUT"],
