@@ -21,9 +21,7 @@ from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     InvalidProducerEpoch,
     InvalidProducerIdMapping,
-    KafkaConnectionError,
     KafkaError,
-    KafkaTimeoutError,
     OutOfOrderSequenceNumber,
     ProducerClosed,
     ProducerFenced,
@@ -36,7 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from automation_shared import metrics
 from automation_shared.contracts.envelope import Envelope
-from automation_shared.errors import AutomationError, OversizedOutgoing, TransientError
+from automation_shared.errors import AutomationError, OversizedOutgoing
+from automation_shared.failures import is_transient
 from automation_shared.logging import get_logger
 from automation_shared.plumbing_tables import outbox
 
@@ -120,19 +119,15 @@ LAST_ERROR_CHARS = 2_000
 _ASYNC_COMMIT = sa.text("SET LOCAL synchronous_commit TO off")
 STATS_INTERVAL_SECONDS = 15.0
 
-# Failures that say nothing about the row: the infrastructure is down or slow, or the producer's
-# own state is broken (after a broker refusal aiokafka's idempotent producer does not rewind its
-# sequence numbers, so *every later record of that partition* fails with OutOfOrderSequenceNumber
-# until the producer is replaced), or credentials/ACLs are wrong. Counting these as attempts
-# would park innocent rows; they leave the row pending and make the relay back off instead.
-# aiokafka marks KafkaTimeoutError ``retriable = False``; it is listed here on purpose.
+# Failures that say nothing about the row, beyond the outages ``failures.is_transient`` names
+# (which include KafkaTimeoutError, although aiokafka marks it not retriable): any OS-level
+# failure, the producer's own state being broken (after a broker refusal aiokafka's idempotent
+# producer does not rewind its sequence numbers, so *every later record of that partition* fails
+# with OutOfOrderSequenceNumber until the producer is replaced), or wrong credentials/ACLs.
+# Counting these as attempts would park innocent rows; they leave the row pending and make the
+# relay back off instead.
 _NOT_THE_ROWS_FAULT: tuple[type[BaseException], ...] = (
-    TransientError,
-    ConnectionError,
     OSError,
-    TimeoutError,
-    KafkaTimeoutError,
-    KafkaConnectionError,
     OutOfOrderSequenceNumber,
     ProducerFenced,
     InvalidProducerEpoch,
@@ -150,11 +145,11 @@ def is_refusal(error: BaseException) -> bool:
 
     Refusals are non-retriable Kafka errors that name a record (``MessageSizeTooLargeError``,
     ``CorruptRecordException`` for a null key on a compacted topic, …) and non-Kafka exceptions
-    raised while serialising. Everything in ``_NOT_THE_ROWS_FAULT``, any Kafka error marked
-    ``retriable``, the bare ``KafkaError`` aiokafka raises when its sender task dies, and
-    ``BaseException``s such as ``CancelledError`` are not refusals.
+    raised while serialising. An outage (:func:`~automation_shared.failures.is_transient`),
+    everything in ``_NOT_THE_ROWS_FAULT``, the bare ``KafkaError`` aiokafka raises when its
+    sender task dies, and ``BaseException``s such as ``CancelledError`` are not refusals.
     """
-    if not isinstance(error, Exception) or isinstance(error, _NOT_THE_ROWS_FAULT):
+    if not isinstance(error, Exception) or isinstance(error, _NOT_THE_ROWS_FAULT) or is_transient(error):
         return False
     if type(error) is KafkaError:
         return False
