@@ -18,6 +18,9 @@ from automation_shared.contracts.jsonsafe import MAX_DEPTH, UnsafeJson, loads_st
 from automation_shared.errors import MalformedEnvelope, OversizedMessage
 
 MAX_CHAIN_HOPS = 10
+MAX_ID_CHARS = 200
+MAX_SOURCE_CHARS = 500
+MAX_TENANT_CHARS = 200
 
 
 class AutomationChain(BaseModel):
@@ -38,13 +41,13 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    id: str = Field(min_length=1, max_length=200, description="Event id; with `source`, the dedupe key.")
+    id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="Event id; with `source`, the dedupe key.")
     type: str = Field(min_length=1, max_length=200, description="Event type, e.g. `trigger.detected`.")
-    source: str = Field(min_length=1, max_length=500, description="Producing service or upstream system.")
+    source: str = Field(min_length=1, max_length=MAX_SOURCE_CHARS, description="Producing service or upstream system.")
     specversion: Literal["1.0"] = Field("1.0", description="CloudEvents spec version.")
     time: datetime | None = Field(None, description="When it happened (tz-aware, normalised to UTC).")
     subject: str | None = Field(None, max_length=500, description="Entity the event is about.")
-    tenantid: str = Field(min_length=1, max_length=200, description="Tenant (CloudEvents extension).")
+    tenantid: str = Field(min_length=1, max_length=MAX_TENANT_CHARS, description="Tenant (CloudEvents extension).")
     dataschemaversion: int = Field(1, ge=1, description="Version of the `data` schema for this type.")
     datacontenttype: str = Field("application/json", description="Content type of `data`.")
     correlationid: str | None = Field(None, description="Id of the root event of the chain.")

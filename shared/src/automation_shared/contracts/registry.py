@@ -13,7 +13,13 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from automation_shared.contracts import events as ev
-from automation_shared.contracts.envelope import AutomationChain, Envelope, describe_validation_error
+from automation_shared.contracts.envelope import (
+    MAX_ID_CHARS,
+    MAX_SOURCE_CHARS,
+    AutomationChain,
+    Envelope,
+    describe_validation_error,
+)
 from automation_shared.errors import InvalidPayload, UnknownEventType, UnsupportedSchemaVersion
 
 # wire type -> (current version, model)
@@ -33,8 +39,6 @@ EVENT_TYPES: dict[str, tuple[int, type[ev.Payload]]] = {
 
 # model class -> wire type (the reverse of EVENT_TYPES, for the hot path of ``build``)
 _WIRE_TYPES: dict[type[ev.Payload], str] = {model: wire for wire, (_version, model) in EVENT_TYPES.items()}
-MAX_ID_CHARS = 200
-MAX_SOURCE_CHARS = 500
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
