@@ -79,11 +79,6 @@ class EntriesKeepRacing(TransientError):
     """Other transactions kept creating this batch's entries first; the batch is redelivered."""
 
 
-async def load_for_update(conn: AsyncConnection, entry_id: str) -> TimelineEntry | None:
-    """The entry with ``entry_id``, row-locked until the transaction ends; ``None`` if absent."""
-    return (await load_many_for_update(conn, [entry_id])).get(entry_id)
-
-
 async def load_many_for_update(conn: AsyncConnection, entry_ids: Sequence[str]) -> dict[str, TimelineEntry]:
     """The stored entries among ``entry_ids``, row-locked until the transaction ends.
 
