@@ -20,7 +20,7 @@ from automation_shared.contracts.events import (
     TriggerKind,
 )
 from automation_shared.contracts.registry import EVENT_TYPES, build, decode
-from automation_shared.contracts.rules import RetryPolicy, WebhookAction
+from automation_shared.contracts.rules import RetryPolicy, WebhookAction, validate_rule
 from automation_shared.delivery import Outgoing
 from executor.domain.runs import (
     RUNNING,
@@ -286,3 +286,36 @@ def test_decisions_are_deterministic_for_the_same_inputs(
     second_state, second_events = drive(steps, outcomes)
     assert first_state == second_state
     assert [e.envelope for e in first_events] == [e.envelope for e in second_events]
+
+
+# --- chains this executor cannot carry out yet fail before any side effect -------------------
+
+
+@pytest.mark.parametrize(
+    ("steps", "governance", "reason"),
+    [
+        ([{"type": "webhook", "url": "https://h.example/x"}, {"type": "add_alert", "title": "t"}], {},
+         "step 'step-2' is a 'add_alert' step"),
+        ([{"type": "if", "condition": {"field": "a", "operator": "exists"},
+           "then": [{"type": "webhook", "url": "https://h.example/x"}]}], {}, "step 'step-1' is a 'if' step"),
+        ([{"type": "webhook", "url": "https://h.example/x", "requires_approval": True}], {},
+         "step 'step-1' requires approval"),
+        ([{"type": "webhook", "url": "https://h.example/x"}], {"risk_level": "high", "requires_approval": True},
+         "the rule requires approval"),
+    ],
+)
+def test_a_chain_this_executor_cannot_run_fails_at_start_without_performing_a_step(
+    steps: list[dict[str, Any]], governance: dict[str, Any], reason: str
+) -> None:
+    definition = validate_rule({"name": "r", "triggers": [{"kind": "event", "event_type": "x"}],
+                                "actions": steps, "governance": governance})
+    trigger = TriggerDetected(
+        run_id="run-1", automation_id="auto-1", automation_version=1, sequence=0, automation_name="r",
+        category="c", trigger_kind=TriggerKind.EVENT, actions=definition.actions, governance=definition.governance,
+    )
+    envelope = build(trigger, event_id="trigger-1", source="trigger-detector", tenant_id="tenant-a", time=NOW)
+    state, events = start_run(decode(envelope, TriggerDetected), envelope, now=NOW, new_id=ids())
+    assert state.status == RunStatus.FAILED.value and next_step(state) is None
+    started_event, finished = payloads(events)
+    assert isinstance(started_event, RunStarted)
+    assert isinstance(finished, RunFinished) and reason in finished.message and "nothing was sent" in finished.message

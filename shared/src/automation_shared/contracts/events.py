@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from automation_shared.contracts.rules import ActionStep, Governance
+from automation_shared.contracts.rules import Governance, Step
 
 
 class Payload(BaseModel):
@@ -77,7 +77,7 @@ class TriggerDetected(RunScoped):
     trigger_event: EventRef | None = Field(None, description="Event that fired the rule, if any.")
     context: dict[str, Any] = Field(default_factory=dict, description="Trigger-time context snapshot.")
     condition_results: tuple[ConditionResult, ...] = Field((), description="Each condition's outcome.")
-    actions: tuple[ActionStep, ...] = Field(description="Action chain of the pinned rule version.")
+    actions: tuple[Step, ...] = Field(description="Action chain of the pinned rule version.")
     governance: Governance = Field(default_factory=Governance, description="Governance of the pinned version.")
     test_mode: bool = Field(False, description="Run without real side effects (dry run).")
 

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import StepStatus, TriggerKind
-from automation_shared.contracts.rules import ActionStep
+from automation_shared.contracts.rules import Step
 from pydantic import TypeAdapter
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,7 +27,7 @@ from executor.adapters.webhook import SentEffect
 from executor.domain.runs import RUNNING, PendingStep, RunState, StepOutcome
 from executor.domain.scheduling import ClaimPlan
 
-_STEPS = TypeAdapter(tuple[ActionStep, ...])
+_STEPS = TypeAdapter(tuple[Step, ...])
 
 DELIVERED = "delivered"
 FAILED = "failed"
@@ -60,7 +60,7 @@ def state_to_row(state: RunState) -> dict[str, Any]:
         "trigger_kind": state.trigger_kind.value,
         "subject": state.subject,
         "test_mode": state.test_mode,
-        "steps": [step.model_dump(mode="json") for step in state.steps],
+        "steps": [step.model_dump(mode="json", by_alias=True) for step in state.steps],
         "context": dict(state.context),
         "cause": state.cause.model_dump(mode="json", exclude_none=True),
         "started_at": state.started_at,

@@ -29,7 +29,7 @@ from automation_shared.contracts.events import (
     TriggerKind,
 )
 from automation_shared.contracts.registry import build
-from automation_shared.contracts.rules import ActionStep, RetryPolicy
+from automation_shared.contracts.rules import ActionBase, RetryPolicy, Step, WebhookAction, walk_steps
 from automation_shared.delivery import Outgoing
 
 SOURCE: Final = "executor"
@@ -66,7 +66,7 @@ class RunState:
     category: str
     trigger_kind: TriggerKind
     subject: str | None
-    steps: tuple[ActionStep, ...]
+    steps: tuple[Step, ...]
     context: Mapping[str, Any]
     test_mode: bool
     cause: Envelope
@@ -95,7 +95,7 @@ class PendingStep:
     """The step a running run performs next, and the key its side effect is sent with."""
 
     index: int
-    step: ActionStep
+    step: Step
     attempt: int
     idempotency_key: str
 
@@ -126,12 +126,30 @@ def retry_delay(policy: RetryPolicy, failed_attempt: int) -> timedelta:
     return timedelta(seconds=policy.backoff_seconds * policy.multiplier ** (failed_attempt - 1))
 
 
-def with_step_ids(steps: tuple[ActionStep, ...]) -> tuple[ActionStep, ...]:
+def with_step_ids(steps: tuple[Step, ...]) -> tuple[Step, ...]:
     """The chain with every missing step id defaulted to ``step-<n>`` (1-based)."""
     return tuple(
         step if step.id else step.model_copy(update={"id": f"step-{index + 1}"})
         for index, step in enumerate(steps)
     )
+
+
+def not_executable(trigger: TriggerDetected) -> str | None:
+    """Why this executor cannot carry out the pinned chain, or None when it can.
+
+    The rules model accepts every step type and approval-gated rules; this executor performs
+    webhook steps without approval only. A run it cannot carry out fails *before* any side
+    effect, with this reason on the timeline, rather than half-running or skipping governance.
+    """
+    if trigger.governance.requires_approval:
+        return "the rule requires approval, and approval-gated runs are not executed yet; nothing was sent"
+    for step in walk_steps(trigger.actions):
+        if not isinstance(step, WebhookAction):
+            return (f"step {step.id!r} is a {step.type!r} step; this executor runs webhook steps only so far, "
+                    "so nothing was sent")
+        if step.requires_approval:
+            return f"step {step.id!r} requires approval, which is not executed yet; nothing was sent"
+    return None
 
 
 def start_run(
@@ -167,7 +185,10 @@ def start_run(
         test_mode=state.test_mode,
     )
     events = [_emit(state, started, now=now, new_id=new_id)]
-    if not state.steps:
+    if (reason := not_executable(trigger)) is not None:
+        state, finished = _finish(state, RunStatus.FAILED, reason, now=now, new_id=new_id)
+        events += finished
+    elif not state.steps:
         state, finished = _finish(state, RunStatus.SUCCEEDED, "no steps to run", now=now, new_id=new_id)
         events += finished
     return state, events
@@ -218,8 +239,8 @@ def apply_outcome(
         state, more = _advance(state, now=now, new_id=new_id)
         return state, events + more
 
-    policy = pending.step.retry
-    if outcome.retryable and pending.attempt < policy.max_attempts:
+    policy = pending.step.retry if isinstance(pending.step, ActionBase) else None
+    if outcome.retryable and policy is not None and pending.attempt < policy.max_attempts:
         due_at = now + retry_delay(policy, pending.attempt)
         state = replace(state, sequence=state.sequence + 1, attempt=pending.attempt + 1, next_due_at=due_at)
         scheduled = ActionScheduled(

@@ -32,9 +32,8 @@ class WebhookRequest:
     timeout_seconds: float
 
 
-def webhook_body(state: RunState, pending: PendingStep) -> Any:
+def webhook_body(state: RunState, pending: PendingStep, step: WebhookAction) -> Any:
     """The JSON body: the step's template rendered from the context, or the default body."""
-    step = pending.step
     if step.body is not None:
         return render(step.body, state.context)
     return {
@@ -48,7 +47,9 @@ def webhook_body(state: RunState, pending: PendingStep) -> Any:
 
 def build_webhook_request(state: RunState, pending: PendingStep, *, now: datetime) -> WebhookRequest:
     """The request for ``pending`` sent at ``now``; the platform's headers win over the step's."""
-    step: WebhookAction = pending.step
+    step = pending.step
+    if not isinstance(step, WebhookAction):  # start_run fails such runs before any step is performed
+        raise TypeError(f"step {pending.step_id!r} is a {step.type!r} step, not a webhook")
     headers = {
         **step.headers,
         "webhook-id": pending.idempotency_key,
@@ -59,7 +60,7 @@ def build_webhook_request(state: RunState, pending: PendingStep, *, now: datetim
         method=step.method,
         url=str(step.url),
         headers=headers,
-        body=webhook_body(state, pending),
+        body=webhook_body(state, pending, step),
         timeout_seconds=step.timeout_seconds,
     )
 
