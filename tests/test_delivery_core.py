@@ -28,6 +28,7 @@ from automation_shared import topics
 from automation_shared.db import create_engine
 from automation_shared.plumbing_tables import inbox, outbox
 from automation_shared.testing import KafkaProbe, bearer, domain_event, settings_for, unique_namespace, wait_until
+from trigger_detector.handlers import CONSUMER
 
 from tests.conftest import Stack, start_stack
 
@@ -106,7 +107,7 @@ async def test_postgres_crash_and_restart_mid_stream_decides_every_event_exactly
             try:
                 async with engine.connect() as conn:
                     claimed = await conn.scalar(sa.select(sa.func.count()).select_from(inbox)
-                                                .where(inbox.c.tenant_id == tenant))
+                                                .where(inbox.c.tenant_id == tenant, inbox.c.consumer == CONSUMER))
             except (sa.exc.DBAPIError, OSError):
                 return None
             return int(claimed or 0) if claimed == EVENTS else None

@@ -191,7 +191,7 @@ async def test_bad_rule_input_is_422_and_nothing_is_stored(stack: Stack, http: h
     assert response.status_code == 422
     fields = {tuple(error["loc"]) for error in response.json()["detail"]}
     assert ("body", "triggers", 0, "event", "event_type") in fields and ("body", "actions") in fields
-    assert (await http.get(url, headers=auth)).json()["total_count"] == 0
+    assert (await http.get(url, headers=auth)).json()["count"] == 0
 
 
 async def test_every_service_serves_health_metrics_and_docs(stack: Stack, http: httpx.AsyncClient) -> None:

@@ -63,7 +63,7 @@ async def test_create_read_and_version_a_rule(td: tuple[Settings, httpx.AsyncCli
     assert body["status"] == "deployed" and body["enabled"] is True and body["version"] == 1
     assert body["conditions"][0]["operator"] == ">" and body["actions"][0]["id"] == "step-1"
     rid = body["id"]
-    assert (await client.get(f"/api/v1/automations/{rid}", headers=auth)).json()["name"] == "Big orders"
+    assert (await client.get(f"/api/v1/automations/{rid}", headers=auth)).json()["automation"]["name"] == "Big orders"
     paused = await client.post(f"/api/v1/automations/{rid}/pause", headers=auth)
     assert paused.json()["status"] == "paused" and paused.json()["version"] == 2
     again = await client.post(f"/api/v1/automations/{rid}/pause", headers=auth)
@@ -78,7 +78,7 @@ async def test_create_read_and_version_a_rule(td: tuple[Settings, httpx.AsyncCli
     assert sorted(s["data"]["version"] for s in snapshots) == [1, 2, 3]
     tested = await client.post(f"/api/v1/automations/{rid}/test-conditions", json={"context": {"amount": 5}},
                                headers=auth)
-    assert tested.json()["passed"] is False
+    assert tested.json()["conditions_met"] is False
 
 
 async def test_bad_rule_is_422_naming_the_field_and_nothing_is_stored(td: tuple[Settings, httpx.AsyncClient]) -> None:
@@ -102,7 +102,7 @@ async def test_tenancy_and_roles(td: tuple[Settings, httpx.AsyncClient]) -> None
     assert (await client.post(f"/api/v1/automations/{rid}/pause", headers=other)).status_code == 404
     assert (await client.put(f"/api/v1/automations/{rid}", json={k: v for k, v in RULE.items() if k != "status"},
                              headers=other)).status_code == 404
-    assert (await client.get("/api/v1/automations", headers=other)).json()["total_count"] == 0
+    assert (await client.get("/api/v1/automations", headers=other)).json()["count"] == 0
     assert (await client.get(f"/api/v1/automations/{rid}")).status_code == 401
     assert (await client.get("/api/v1/automations", headers={"Authorization": "Bearer junk"})).status_code == 401
     viewer = bearer(settings, "tenant-a", "viewer")

@@ -46,11 +46,24 @@ PURGE_INTERVAL_SECONDS = 600.0
 
 @dataclass(frozen=True)
 class Outgoing:
-    """An event to publish: logical topic, Kafka key and envelope."""
+    """An event to publish: logical topic, Kafka key and envelope.
+
+    ``envelope=None`` is a *tombstone*: a record with this key and no value, which tells a
+    compacted topic (``automation.rules``) to drop the key's history; consumers skip it.
+    """
 
     topic: str
     key: str | None
-    envelope: Envelope
+    envelope: Envelope | None
+
+    @classmethod
+    def tombstone(cls, topic: str, key: str) -> Outgoing:
+        """The record that deletes ``key`` from compacted ``topic``."""
+        return cls(topic=topic, key=key, envelope=None)
+
+
+TOMBSTONE_TYPE = "tombstone"
+"""``event_type`` of a tombstone's outbox row (its payload is NULL)."""
 
 
 # The broker's default ``message.max.bytes`` (1 MiB) less headroom for key, headers and batch
@@ -67,8 +80,11 @@ async def append_outbox(conn: AsyncConnection, items: Iterable[Outgoing]) -> int
             caller's transaction rolls back), and a consumer dead-letters the message that
             caused it with this reason, instead of leaving a row that can never be published.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for item in items:
+        if item.envelope is None:
+            rows.append({"topic": item.topic, "key": item.key, "event_type": TOMBSTONE_TYPE, "payload": None})
+            continue
         payload = item.envelope.to_bytes()
         if len(payload) > MAX_RECORD_BYTES:
             raise OversizedOutgoing(
@@ -88,7 +104,8 @@ class OutboxRow:
     id: int
     topic: str
     key: str | None
-    payload: bytes
+    payload: bytes | None
+    """None for a tombstone."""
 
 
 def publish_order(rows: Iterable[OutboxRow], limit: int) -> list[OutboxRow]:

@@ -170,7 +170,7 @@ class KafkaPublisher:
         if error is not None:
             raise error
 
-    async def send_many(self, records: Sequence[tuple[str, str | None, bytes]]) -> list[BaseException | None]:
+    async def send_many(self, records: Sequence[tuple[str, str | None, bytes | None]]) -> list[BaseException | None]:
         """Send records to their logical topics at once; per record, None when acked or the error.
 
         Records are handed to the producer in order, which keeps per-partition order (the
@@ -359,6 +359,8 @@ class BatchConsumer(Generic[P]):
         return _Outcome(commit=records[-1].offset + 1)
 
     def _decode(self, record: Any, items: list[Consumed[P]], letters: list[_Letter]) -> None:
+        if record.value is None:  # a tombstone of a compacted topic: nothing to handle, committed with the batch
+            return
         delivery = Delivery(topic=record.topic, partition=record.partition, offset=record.offset,
                             key=record.key, timestamp_ms=record.timestamp)
         envelope: Envelope | None = None

@@ -30,7 +30,8 @@ outbox = sa.Table(
     sa.Column("topic", sa.Text, nullable=False),
     sa.Column("key", sa.Text, nullable=True),
     sa.Column("event_type", sa.Text, nullable=False),
-    sa.Column("payload", sa.LargeBinary, nullable=False),
+    # NULL for a tombstone (delivery.Outgoing.tombstone); nullable from each schema's tombstone revision
+    sa.Column("payload", sa.LargeBinary, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
     # sends Kafka refused; after the configured maximum the row is parked and no longer blocks others
@@ -89,3 +90,10 @@ def upgrade_plumbing_tables_v2() -> None:
         "outbox_pending", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL AND parked_at IS NULL")
     )
     op.create_index("outbox_parked", "outbox", ["id"], postgresql_where=sa.text("parked_at IS NOT NULL"))
+
+
+def allow_outbox_tombstones() -> None:
+    """Let the outbox hold tombstones (NULL payload): for a schema that publishes to a compacted topic."""
+    from alembic import op
+
+    op.alter_column("outbox", "payload", nullable=True)

@@ -110,7 +110,11 @@ class KafkaProbe:
         await self.publish(topic, envelope.to_bytes(), key=f"{envelope.tenantid}:{envelope.subject}")
 
     async def read_all(self, topic: str, *, settle: float = 0.5) -> list[dict[str, Any]]:
-        """Every record currently in logical ``topic``, decoded as JSON (no consumer group)."""
+        """Every record currently in logical ``topic``, decoded as JSON (no consumer group; tombstones left out)."""
+        return [value for _key, value in await self.read_records(topic, settle=settle) if value is not None]
+
+    async def read_records(self, topic: str, *, settle: float = 0.5) -> list[tuple[str | None, Any]]:
+        """Every record currently in logical ``topic`` as (key, JSON value or None for a tombstone)."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
                                     enable_auto_commit=False, group_id=None)
         await consumer.start()
@@ -119,17 +123,28 @@ class KafkaProbe:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             end = await consumer.end_offsets(partitions)
-            records: list[dict[str, Any]] = []
+            records: list[tuple[str | None, Any]] = []
             deadline = time.monotonic() + 10 + settle
             while any([await consumer.position(tp) < end[tp] for tp in partitions]):
                 batch = await consumer.getmany(timeout_ms=200)
                 for messages in batch.values():
-                    records.extend(json.loads(m.value) for m in messages if m.value is not None)
+                    records.extend((m.key.decode() if m.key is not None else None,
+                                    json.loads(m.value) if m.value is not None else None) for m in messages)
                 if time.monotonic() > deadline:
                     break
             return records
         finally:
             await consumer.stop()
+
+    async def wait_for_raw(self, topic: str, predicate: Callable[[str | None, Any], bool], *, count: int = 1,
+                           timeout: float = 30.0) -> list[tuple[str | None, Any]]:
+        """Wait until ``topic`` holds ``count`` records (key, value or None) matching ``predicate``."""
+
+        async def check() -> list[tuple[str | None, Any]] | None:
+            found = [(key, value) for key, value in await self.read_records(topic) if predicate(key, value)]
+            return found if len(found) >= count else None
+
+        return await wait_until(check, timeout=timeout, interval=0.3, what=f"{count} matching record(s) on {topic}")
 
     async def wait_for(self, topic: str, predicate: Callable[[dict[str, Any]], bool], *, count: int = 1,
                        timeout: float = 30.0) -> list[dict[str, Any]]:

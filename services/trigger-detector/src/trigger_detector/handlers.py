@@ -7,13 +7,16 @@ from datetime import datetime
 
 from automation_shared import metrics, topics
 from automation_shared.contracts.envelope import Envelope
+from automation_shared.contracts.events import RunFinished, TriggerDetected
 from automation_shared.contracts.jsonsafe import MAX_INGRESS_DEPTH
+from automation_shared.contracts.registry import decode
 from automation_shared.delivery import append_outbox
 from automation_shared.messaging import AfterCommit, Consumed, Delivery, Subscription
 from automation_shared.service import Runtime
 from automation_shared.system import utcnow
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from trigger_detector.adapters import run_stats
 from trigger_detector.adapters.rule_cache import RuleCache
 from trigger_detector.domain.detection import decide_on_event
 
@@ -56,3 +59,31 @@ def register(runtime: Runtime, rules: RuleCache, *, clock: Callable[[], datetime
                                    # deep whichever door it comes in by, and the events derived from it
                                    # (one or two levels deeper) still pass every internal consumer
                                    max_depth=MAX_INGRESS_DEPTH))
+
+
+STATS_CONSUMERS = ("rule-stats-triggered", "rule-stats-finished")
+
+
+def register_stats(runtime: Runtime) -> None:
+    """Keep each rule's execution statistics from ``trigger.detected`` and ``run.finished``."""
+
+    async def count_detected_runs(conn: AsyncConnection, batch: Sequence[Consumed[TriggerDetected]]) -> None:
+        """Record that each run was triggered (and whether it is a test run)."""
+        await run_stats.record_triggered(conn, [
+            run_stats.Triggered(item.envelope.tenantid, item.envelope.time or item.delivery.received_at, item.payload)
+            for item in batch])
+
+    async def count_finished_runs(conn: AsyncConnection, batch: Sequence[Consumed[RunFinished]]) -> None:
+        """Record each run's outcome and duration."""
+        await run_stats.record_finished(conn, [
+            run_stats.Finished(item.envelope.tenantid, item.envelope.time or item.delivery.received_at, item.payload)
+            for item in batch])
+
+    runtime.subscribe(Subscription(topic=topics.TRIGGER_DETECTED, consumer=STATS_CONSUMERS[0],
+                                   decode=lambda envelope, _delivery: decode(envelope, TriggerDetected),
+                                   handler=count_detected_runs,
+                                   description="Count each rule's runs for the rules API statistics."))
+    runtime.subscribe(Subscription(topic=topics.RUN_FINISHED, consumer=STATS_CONSUMERS[1],
+                                   decode=lambda envelope, _delivery: decode(envelope, RunFinished),
+                                   handler=count_finished_runs,
+                                   description="Record each rule's run outcomes for the rules API statistics."))

@@ -15,6 +15,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings(service_name="trigger-detector")
     runtime = create_runtime(settings, SCHEMA)
     handlers.register(runtime, RuleCache())
+    handlers.register_stats(runtime)
     return build_service(
         runtime,
         title="trigger-detector",

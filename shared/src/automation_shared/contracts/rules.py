@@ -302,7 +302,8 @@ class RetryPolicy(Model):
     """Retries of retryable failures (timeouts, 5xx, 429, SMTP 4xx) with exponential backoff."""
 
     max_attempts: int = Field(3, ge=1, le=10, description="Attempts in total, including the first.")
-    backoff_seconds: float = Field(1.0, ge=0, le=3600, allow_inf_nan=False, description="Delay before the second attempt.")
+    backoff_seconds: float = Field(1.0, ge=0, le=3600, allow_inf_nan=False,
+                                   description="Delay before the second attempt.")
     multiplier: float = Field(2.0, ge=1, le=10, allow_inf_nan=False, description="Backoff growth per attempt.")
 
 

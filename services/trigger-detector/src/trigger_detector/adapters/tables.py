@@ -20,6 +20,9 @@ automations = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_by", sa.Text, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    # set by a delete: the row stays for history and stops firing, listing and reading
+    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
     # rises with every save, in commit order (see repository.save): detectors refresh their
     # in-memory rules by reading only the rows above the revision they hold
     sa.Column("revision", sa.BigInteger, nullable=False),
@@ -38,4 +41,23 @@ automation_versions = sa.Table(
     sa.Column("definition", JSONB, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("label", sa.Text, nullable=False),
+)
+
+# One row per run of a rule, from ``trigger.detected`` (triggered) and ``run.finished`` (outcome),
+# whichever arrives first: the list and detail statistics are aggregates over it, so a
+# redelivered or reordered event can never count twice.
+automation_runs = sa.Table(
+    "automation_runs",
+    metadata,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("automation_id", sa.Text, nullable=False),
+    sa.Column("automation_version", sa.Integer, nullable=False),
+    sa.Column("test_mode", sa.Boolean, nullable=True),
+    sa.Column("triggered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("status", sa.Text, nullable=True),
+    sa.Column("duration_ms", sa.BigInteger, nullable=True),
+    sa.Index("automation_runs_by_rule", "tenant_id", "automation_id", "triggered_at"),
 )

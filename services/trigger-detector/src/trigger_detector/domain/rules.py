@@ -1,22 +1,36 @@
-"""Rule lifecycle decisions: create, revise, deploy/pause. Every change makes a new version."""
+"""Rule lifecycle decisions: create, revise, change status, delete. Every change makes a new version.
+
+Each decision returns a :class:`Change`: the rule's new state, the label of the version it
+makes, and the events to publish (the ``automation.rules`` snapshot of the new version, or a
+tombstone after a delete). The repository only stores what it is given.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from automation_shared import topics
 from automation_shared.contracts.events import AutomationSnapshot
-from automation_shared.contracts.rules import RuleDefinition, RuleStatus
+from automation_shared.contracts.registry import build
+from automation_shared.contracts.rules import RuleDefinition, RuleStatus, dump_rule
+from automation_shared.delivery import Outgoing
 from automation_shared.errors import AutomationError
 
-# status -> statuses it may move to
+SOURCE = "trigger-detector"
+
+# status -> statuses it may move to. ``failed`` is set by the detector (loop limit) or by a
+# deployment system through the deployment-status route; from there a rule is fixed and redeployed.
 TRANSITIONS: dict[RuleStatus, frozenset[RuleStatus]] = {
-    RuleStatus.DRAFT: frozenset({RuleStatus.DEPLOYED}),
-    RuleStatus.DEPLOYED: frozenset({RuleStatus.PAUSED}),
-    RuleStatus.PAUSED: frozenset({RuleStatus.DEPLOYED}),
-    RuleStatus.FAILED: frozenset({RuleStatus.DEPLOYED, RuleStatus.PAUSED}),
+    RuleStatus.DRAFT: frozenset({RuleStatus.DEPLOYED, RuleStatus.FAILED}),
+    RuleStatus.DEPLOYED: frozenset({RuleStatus.PAUSED, RuleStatus.DRAFT, RuleStatus.FAILED}),
+    RuleStatus.PAUSED: frozenset({RuleStatus.DEPLOYED, RuleStatus.DRAFT, RuleStatus.FAILED}),
+    RuleStatus.FAILED: frozenset({RuleStatus.DEPLOYED, RuleStatus.PAUSED, RuleStatus.DRAFT}),
 }
-CREATABLE = frozenset({RuleStatus.DRAFT, RuleStatus.DEPLOYED})
+CREATABLE = frozenset({RuleStatus.DRAFT, RuleStatus.DEPLOYED, RuleStatus.PAUSED})
+
+NewId = Callable[[], str]
 
 
 class InvalidTransition(AutomationError):
@@ -35,6 +49,8 @@ class Automation:
     created_at: datetime
     updated_at: datetime
     updated_by: str
+    created_by: str = ""
+    deleted_at: datetime | None = None
 
     @property
     def enabled(self) -> bool:
@@ -44,25 +60,82 @@ class Automation:
     def snapshot(self) -> AutomationSnapshot:
         """The ``automation.rules`` record of this version."""
         return AutomationSnapshot(automation_id=self.id, version=self.version, status=self.status.value,
-                                  definition=self.definition.model_dump(mode="json"))
+                                  definition=dump_rule(self.definition))
+
+
+@dataclass(frozen=True)
+class Change:
+    """A new version of a rule and the events that announce it."""
+
+    automation: Automation
+    label: str
+    """What the version did: created, updated, deployed, paused, draft, failed, deleted."""
+    events: tuple[Outgoing, ...]
+
+
+def _announce(automation: Automation, label: str, *, now: datetime, new_id: NewId) -> Change:
+    envelope = build(automation.snapshot(), event_id=new_id(), source=SOURCE, tenant_id=automation.tenant_id,
+                     time=now, subject=automation.id)
+    return Change(automation, label, (Outgoing(topics.AUTOMATION_RULES, automation.id, envelope),))
 
 
 def create(definition: RuleDefinition, status: RuleStatus, *, automation_id: str, tenant_id: str,
-           user_id: str, now: datetime) -> Automation:
-    """Version 1 of a new rule, as draft or deployed."""
+           user_id: str, now: datetime, new_id: NewId) -> Change:
+    """Version 1 of a new rule, as draft, deployed or paused."""
     if status not in CREATABLE:
-        raise InvalidTransition(f"a rule is created as draft or deployed, not {status.value}")
-    return Automation(id=automation_id, tenant_id=tenant_id, version=1, status=status, definition=definition,
-                      created_at=now, updated_at=now, updated_by=user_id)
+        raise InvalidTransition(f"a rule is created as draft, deployed or paused, not {status.value}")
+    if definition.owner is None:
+        definition = definition.model_copy(update={"owner": user_id})
+    automation = Automation(id=automation_id, tenant_id=tenant_id, version=1, status=status, definition=definition,
+                            created_at=now, updated_at=now, updated_by=user_id, created_by=user_id)
+    return _announce(automation, "created", now=now, new_id=new_id)
 
 
-def revise(current: Automation, definition: RuleDefinition, *, user_id: str, now: datetime) -> Automation:
-    """A new version with a new definition; the status is kept."""
-    return replace(current, version=current.version + 1, definition=definition, updated_at=now, updated_by=user_id)
+def revise(current: Automation, definition: RuleDefinition, *, user_id: str, now: datetime, new_id: NewId,
+           status: RuleStatus | None = None) -> Change:
+    """A new version with a new definition, and optionally a new status in the same version.
+
+    An edit that names no owner keeps the current one.
+
+    Raises:
+        InvalidTransition: ``status`` is not reachable from the current status.
+    """
+    if definition.owner is None:
+        definition = definition.model_copy(update={"owner": current.definition.owner})
+    target = current.status if status is None else status
+    if target is not current.status and target not in TRANSITIONS[current.status]:
+        raise InvalidTransition(f"cannot move a {current.status.value} rule to {target.value}")
+    revised = replace(current, version=current.version + 1, definition=definition, status=target, updated_at=now,
+                      updated_by=user_id)
+    return _announce(revised, "updated", now=now, new_id=new_id)
 
 
-def change_status(current: Automation, target: RuleStatus, *, user_id: str, now: datetime) -> Automation:
-    """A new version in status ``target``; raises :class:`InvalidTransition` if not allowed."""
+def change_status(current: Automation, target: RuleStatus, *, user_id: str, now: datetime,
+                  new_id: NewId) -> Change | None:
+    """A new version in status ``target``; None when the rule already is in it.
+
+    Raises:
+        InvalidTransition: the lifecycle does not allow the move.
+    """
+    if current.status is target:
+        return None
     if target not in TRANSITIONS[current.status]:
         raise InvalidTransition(f"cannot move a {current.status.value} rule to {target.value}")
-    return replace(current, version=current.version + 1, status=target, updated_at=now, updated_by=user_id)
+    changed = replace(current, version=current.version + 1, status=target, updated_at=now, updated_by=user_id)
+    return _announce(changed, target.value, now=now, new_id=new_id)
+
+
+def toggle(current: Automation, *, user_id: str, now: datetime, new_id: NewId) -> Change | None:
+    """Deployed → paused; any other status → deployed."""
+    target = RuleStatus.PAUSED if current.status is RuleStatus.DEPLOYED else RuleStatus.DEPLOYED
+    return change_status(current, target, user_id=user_id, now=now, new_id=new_id)
+
+
+def delete(current: Automation, *, user_id: str, now: datetime) -> Change:
+    """Soft delete: a last version marked deleted; the compacted topic gets a tombstone.
+
+    History (versions, runs, timeline) is kept; the rule no longer fires, lists or reads.
+    Consumers that keep rule state (the executor) cancel the rule's pending work on the tombstone.
+    """
+    deleted = replace(current, version=current.version + 1, updated_at=now, updated_by=user_id, deleted_at=now)
+    return Change(deleted, "deleted", (Outgoing.tombstone(topics.AUTOMATION_RULES, current.id),))
