@@ -17,6 +17,7 @@ from automation_shared.settings import Settings
 from automation_shared.testing import (
     KafkaProbe,
     bearer,
+    domain_event,
     prepare_namespace,
     running_app,
     settings_for,
@@ -328,3 +329,31 @@ async def test_statistics_come_from_run_events_once_each(td: tuple[Settings, htt
     listed = (await client.get("/api/v1/automations", headers=auth)).json()["automations"][0]
     assert listed["execution_count"] == 3 and listed["last_triggered_at"] is not None
 
+
+
+async def test_a_stored_rule_that_no_longer_loads_stops_alone(td: tuple[Settings, httpx.AsyncClient]) -> None:
+    """After an incompatible contract change a stored definition may not load: that rule stops
+    firing, and every other rule of the tenant goes on being decided."""
+    settings, client = td
+    auth = bearer(settings, "corrupt", "manager")
+    broken = (await client.post("/api/v1/automations", json={**EVENT_RULE, "status": "deployed"},
+                                headers=auth)).json()["id"]
+    healthy = (await client.post("/api/v1/automations", json={**EVENT_RULE, "name": "Healthy", "status": "deployed"},
+                                 headers=auth)).json()["id"]
+    schema = settings.db_schema("trigger_detector")
+    engine = create_async_engine(settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(
+                f'UPDATE "{schema}".automations SET definition = \'{{"name": ""}}\'::jsonb, '
+                f"revision = nextval('\"{schema}\".automations_revision_seq') WHERE id = :id"), {"id": broken})
+    finally:
+        await engine.dispose()
+    event = domain_event("corrupt", "order.created", {"amount": 900}, subject="c-1")
+    async with KafkaProbe(settings) as probe:
+        await probe.publish_event(topics.DOMAIN_EVENTS, event)
+        detected = await probe.wait_for(topics.TRIGGER_DETECTED, lambda r: r["data"]["automation_id"] == healthy)
+        assert not [r for r in await probe.read_all(topics.TRIGGER_DETECTED)
+                    if r["data"]["automation_id"] == broken]
+        assert not [r for r in await probe.read_all(topics.dlq(topics.DOMAIN_EVENTS)) if event.id in str(r)]
+    assert detected[0]["data"]["trigger_event"]["id"] == event.id

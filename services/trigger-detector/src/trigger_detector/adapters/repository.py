@@ -10,12 +10,16 @@ from typing import Any
 import sqlalchemy as sa
 from automation_shared.contracts.rules import RuleDefinition, RuleStatus, dump_rule
 from automation_shared.delivery import append_outbox
+from automation_shared.logging import get_logger
+from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trigger_detector.adapters.tables import REVISION_SEQUENCE, automation_versions, automations
 from trigger_detector.domain.detection import ActiveRule
 from trigger_detector.domain.rules import Automation, Change
+
+log = get_logger(__name__)
 
 
 def _to_automation(row: sa.Row[Any]) -> Automation:
@@ -154,12 +158,23 @@ async def rules_changed_since(conn: AsyncConnection, revision: int) -> list[Rule
         .order_by(automations.c.revision)
     )).all()
     live = {RuleStatus.DEPLOYED.value, RuleStatus.PAUSED.value}
-    return [
-        RuleChange(
-            revision=int(row.revision), tenant_id=row.tenant_id, automation_id=row.id,
-            rule=ActiveRule(automation_id=row.id, version=row.version, status=RuleStatus(row.status),
-                            definition=RuleDefinition.model_validate(row.definition))
-            if row.status in live and row.deleted_at is None else None,
-        )
-        for row in rows
-    ]
+    return [RuleChange(revision=int(row.revision), tenant_id=row.tenant_id, automation_id=row.id,
+                       rule=_active(row) if row.status in live and row.deleted_at is None else None)
+            for row in rows]
+
+
+def _active(row: Any) -> ActiveRule | None:
+    """The live rule of a row; None (logged) when the stored definition no longer loads.
+
+    Intake stores only definitions that load back (see ``intake.accept``); a definition
+    could stop loading only after an incompatible contract change. Such a rule stops firing
+    and says so, instead of failing the detection of every event of every tenant.
+    """
+    try:
+        definition = RuleDefinition.model_validate(row.definition)
+    except ValidationError as exc:
+        log.error("stored_rule_unreadable", automation_id=row.id, tenant_id=row.tenant_id, version=row.version,
+                  error=str(exc))
+        return None
+    return ActiveRule(automation_id=row.id, version=row.version, status=RuleStatus(row.status),
+                      definition=definition)

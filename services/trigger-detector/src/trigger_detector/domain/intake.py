@@ -29,6 +29,7 @@ from automation_shared.contracts.rules import (
     RuleStatus,
     ScheduleTrigger,
     WebhookAction,
+    dump_rule,
     is_platform_header,
     validate_rule,
     walk_steps,
@@ -290,6 +291,11 @@ def accept(body: Any) -> Accepted:
         raise RuleInvalid([Problem(relocate(tuple(error["loc"])), error["msg"], error["type"])
                            for error in exc.errors(include_url=False)]) from exc
     problems = _policy_problems(definition)
+    try:  # what is stored must load back as the same rule, or no event could ever be decided with it
+        if validate_rule(dump_rule(definition)) != definition:
+            problems.append(Problem((), "the rule does not load back as written (please report this)"))
+    except ValidationError as exc:
+        problems.append(Problem((), f"the rule does not load back as written: {exc.errors()[0]['msg']}"))
     if problems:
         raise RuleInvalid([Problem(relocate(p.loc), p.msg, p.type) for p in problems])
     steps = len(walk_steps(definition.actions))
