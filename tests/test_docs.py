@@ -1,4 +1,4 @@
-"""The JSON examples of docs/rules.md are accepted by the rules API's intake, as written."""
+"""The JSON examples of docs/rules.md and README.md are accepted by the rules API's intake, as written."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from trigger_detector.domain import intake
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
-BLOCKS = re.findall(r"```json\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "rules.md"
+BLOCKS = [block for path in (DOC, ROOT / "README.md")
+          for block in re.findall(r"```json\n(.*?)```", path.read_text(), flags=re.DOTALL)]
 TABLE_STEPS = re.findall(r"^\| `[a-z_]+` \| `(\{.*\})` \|$", DOC.read_text(), flags=re.MULTILINE)
 BASE: dict[str, Any] = {"name": "doc example", "triggers": [{"kind": "event", "event_type": "x"}],
                         "actions": [{"type": "add_alert", "title": "t"}]}
