@@ -35,7 +35,7 @@ from trigger_detector.adapters import repository, run_stats
 from trigger_detector.domain import catalog, intake, rules, summary, templates
 from trigger_detector.domain.conditions import describe_condition, evaluate_all, summarise_results
 from trigger_detector.domain.recommend import recommend
-from trigger_detector.domain.schedule import next_fire_times
+from trigger_detector.domain.schedule import ScheduleError, next_fire_times
 from trigger_detector.domain.versions import diff
 
 Writer = Annotated[Principal, Depends(require_roles(Role.MANAGER))]
@@ -577,7 +577,10 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
         if schedule is None:
             raise HTTPException(status.HTTP_409_CONFLICT, f"automation {automation_id} has no schedule trigger")
         zone = ZoneInfo(schedule.timezone)
-        fires = next_fire_times(schedule, clock(), count)
+        try:
+            fires = next_fire_times(schedule, clock(), count)
+        except ScheduleError as exc:  # only a rule stored before intake checked its cron
+            raise HTTPException(status.HTTP_409_CONFLICT, f"the rule's schedule cannot be read: {exc}") from exc
         return SchedulePreview(automation_id=automation_id, timezone=schedule.timezone,
                                next_runs=[FireTime(local=at.astimezone(zone), utc=at) for at in fires])
 
