@@ -5,7 +5,7 @@ PY := .venv/bin/python
 TENANT ?= demo
 ROLE ?= admin
 
-.PHONY: up down status logs token test test-stack-up test-stack-down lint bench install lock
+.PHONY: up down status logs token test fuzz test-stack-up test-stack-down lint bench install lock
 
 install:            ## install Python deps (.venv), fetch Kafka jars, check Postgres binaries
 	@$(STACK) install
@@ -29,6 +29,10 @@ token:              ## print a JWT: make token TENANT=<id> ROLE=<role>
 
 test:               ## install, start a separate test stack, run the whole suite, stop it
 	@deploy/local/test.sh
+
+fuzz:               ## the API contract fuzz suite with 1,000 examples per operation, on the test stack
+	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} FUZZ_PROFILES=$${FUZZ_PROFILES:-fuzz-a/admin,fuzz-b/viewer} \
+		deploy/local/test.sh tests/test_api_fuzz.py -p no:cacheprovider -s
 
 bench:              ## install, start a separate bench stack, measure throughput/latency/RSS, write bench/results/latest.json
 	@deploy/local/bench.sh

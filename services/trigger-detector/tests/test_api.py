@@ -260,3 +260,28 @@ async def test_test_conditions_answers_422_for_an_unsafe_context(td: tuple[Setti
     assert response.json()["detail"][0]["loc"] == ["body", "context", "amount"]
     fine = await client.post(url, content=b'{"context": {"amount": 500}}', headers=headers)
     assert fine.status_code == 200, fine.text
+
+
+async def test_bodies_are_bounded_before_they_are_read_whole(td: tuple[Settings, httpx.AsyncClient]) -> None:
+    settings, client = td
+    auth = {**bearer(settings, "acme-big", "manager"), "content-type": "application/json"}
+    huge = json.dumps({**RULE, "description": "x" * 2_000_000}).encode()
+    assert (await client.post("/api/v1/automations", content=huge, headers=auth)).status_code == 413
+
+    async def chunked() -> Any:  # no content-length: the stream is cut at the bound
+        for _ in range(40):
+            yield b" " * 65_536
+
+    assert (await client.post("/api/v1/automations", content=chunked(), headers=auth)).status_code == 413
+    assert (await client.post("/api/v1/automations", json=RULE, headers=auth)).status_code == 201
+
+
+async def test_nul_in_the_url_is_422_naming_it(td: tuple[Settings, httpx.AsyncClient]) -> None:
+    settings, client = td
+    auth = bearer(settings, "acme-nul", "viewer")
+    listed = await client.get("/api/v1/automations", params={"category": "a\x00b"}, headers=auth)
+    assert listed.status_code == 422 and listed.json()["detail"][0]["loc"] == ["query", "category"]
+    path = await client.get("/api/v1/automations/a%00b", headers=auth)
+    assert path.status_code == 422 and path.json()["detail"][0]["loc"] == ["path"]
+    deep = await client.get("/api/v1/automations", params={"offset": 10**30}, headers=auth)
+    assert deep.status_code == 422 and deep.json()["detail"][0]["loc"] == ["query", "offset"]

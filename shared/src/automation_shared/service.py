@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -30,6 +30,7 @@ from automation_shared.failures import is_transient
 from automation_shared.inbox import purge_inbox
 from automation_shared.logging import configure_logging, get_logger
 from automation_shared.messaging import BatchConsumer, KafkaPublisher, Subscription
+from automation_shared.openapi import document_errors, refuse_nul_in_url
 from automation_shared.settings import Settings, check_production_safety
 
 log = get_logger(__name__)
@@ -121,7 +122,7 @@ def health_router(runtime: Runtime) -> APIRouter:
         """AsyncAPI 3.0 description of every topic and event type (generated from the contracts)."""
         return asyncapi_document(runtime.settings.namespace)
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=PlainTextResponse)
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
@@ -233,6 +234,8 @@ def build_service(
         return JSONResponse({"detail": "database temporarily unavailable, retry shortly"}, status_code=503,
                             headers={"Retry-After": "1"})
 
+    app.middleware("http")(refuse_nul_in_url)
+    document_errors(app)
     app.state.settings = runtime.settings
     app.state.runtime = runtime
     app.include_router(health_router(runtime))

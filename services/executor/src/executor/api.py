@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from automation_shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from automation_shared.delivery import append_outbox
+from automation_shared.openapi import MAX_PAGE_OFFSET
 from automation_shared.service import Runtime
 from automation_shared.system import new_uuid, utcnow
 from fastapi import APIRouter, Depends, HTTPException, Query, status
@@ -136,7 +137,7 @@ def create_router(runtime: Runtime) -> APIRouter:
         automation_id: Annotated[str | None, Query(max_length=200, description="Only this automation.")] = None,
         run_status: Annotated[RunStatusFilter | None, Query(alias="status", description="Only this status.")] = None,
         limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
-        offset: Annotated[int, Query(ge=0, description="Runs to skip.")] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_PAGE_OFFSET, description="Runs to skip.")] = 0,
     ) -> RunPage:
         """The caller's tenant's runs, newest first."""
         async with runtime.engine.connect() as conn:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from automation_shared.auth import CurrentPrincipal
+from automation_shared.openapi import MAX_PAGE_OFFSET
 from automation_shared.service import Runtime
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -73,7 +74,7 @@ class PageView(View):
 
 
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size (1–500).")]
-Offset = Annotated[int, Query(ge=0, description="Entries to skip.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_PAGE_OFFSET, description="Entries to skip.")]
 Days = Annotated[int | None, Query(ge=1, le=3650, description="Only entries triggered in the last N days.")]
 ResultParam = Annotated[Result | None, Query(description="Only entries with this result.")]
 Category = Annotated[str | None, Query(min_length=1, max_length=100, description="Only this rule category.")]

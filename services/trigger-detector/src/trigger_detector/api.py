@@ -24,6 +24,7 @@ from automation_shared.auth import CurrentPrincipal, Principal, Role, require_ro
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.jsonsafe import MAX_INGRESS_DEPTH, UnsafeJson, loads_strict
 from automation_shared.contracts.rules import RuleStatus, ScheduleTrigger, dump_rule
+from automation_shared.openapi import MAX_PAGE_OFFSET
 from automation_shared.service import Runtime
 from automation_shared.system import new_uuid, utcnow
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
@@ -40,7 +41,6 @@ from trigger_detector.domain.versions import diff
 
 Writer = Annotated[Principal, Depends(require_roles(Role.MANAGER))]
 TAGS: list[str | Any] = ["automations"]
-MAX_OFFSET = 1_000_000
 
 
 # -- response models -----------------------------------------------------------------------------
@@ -274,6 +274,26 @@ def strict_json(raw: bytes) -> Any:
         raise unsafe_json_error(exc) from exc
 
 
+MAX_BODY_BYTES = 1_048_576
+"""Largest rule, context or event body read at all (a rule's own budget is smaller: ``intake``)."""
+
+
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """The body, read no further than ``limit`` bytes (413 beyond), and cached for FastAPI's parser."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # what Request.body() returns from now on (the stream is consumed)
+    return body
+
+
 class StrictJsonRoute(APIRoute):
     """A route whose body must pass :func:`strict_json` before FastAPI's lenient ``json.loads``.
 
@@ -285,7 +305,7 @@ class StrictJsonRoute(APIRoute):
         lenient = super().get_route_handler()
 
         async def strict(request: Request) -> Response:
-            raw = await request.body()
+            raw = await bounded_body(request, MAX_BODY_BYTES)
             if raw:
                 strict_json(raw)
             return await lenient(request)
@@ -386,7 +406,7 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
         enabled: bool | None = None,
         risk_level: Annotated[Literal["low", "medium", "high", "critical"] | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_PAGE_OFFSET)] = 0,
     ) -> AutomationList:
         """The tenant's rules, newest first, with execution statistics."""
         filters = repository.RuleFilter(status=status_.value if status_ else None, category=category,
@@ -618,10 +638,7 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
               tags=["events"])
     async def ingest_event(request: Request, principal: Writer) -> EventAccepted:
         """Publish a domain event to ``domain.events`` for the caller's tenant."""
-        raw = await request.body()
-        if len(raw) > runtime.settings.max_message_bytes:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                                f"event exceeds {runtime.settings.max_message_bytes} bytes")
+        raw = await bounded_body(request, runtime.settings.max_message_bytes)
         document = strict_json(raw)
         try:
             event = EventIn.model_validate(document)
