@@ -38,9 +38,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from automation_shared import metrics
 from automation_shared.contracts.envelope import Envelope, parse_envelope
-from automation_shared.contracts.events import DeadLetter
+from automation_shared.contracts.events import DeadLetter, Payload
 from automation_shared.contracts.jsonsafe import MAX_DEPTH
-from automation_shared.contracts.registry import build
+from automation_shared.contracts.registry import build, decode
 from automation_shared.errors import PoisonMessage
 from automation_shared.failures import is_transient
 from automation_shared.inbox import claim_batch
@@ -100,6 +100,20 @@ It may return a callback run once the transaction committed (wake a relay, count
 def envelope_itself(envelope: Envelope, _delivery: Delivery) -> Envelope:
     """A :data:`Decode` for handlers that work on the envelope as it is."""
     return envelope
+
+
+M = TypeVar("M", bound=Payload)
+
+
+def payload_of(model: type[M]) -> Callable[[Envelope, Delivery], M]:
+    """A :data:`Decode` giving the typed, upcast payload of ``model``'s wire type; an envelope that
+    does not match the contract is poison (dead-lettered with the reason)."""
+
+    def decode_payload(envelope: Envelope, _delivery: Delivery) -> M:
+        return decode(envelope, model)
+
+    decode_payload.__name__ = f"decode_{model.__name__}"
+    return decode_payload
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from automation_shared import topics
-from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import ApprovalRequested
-from automation_shared.contracts.registry import decode
-from automation_shared.messaging import Consumed, Delivery, Subscription
+from automation_shared.messaging import Consumed, Subscription, payload_of
 from automation_shared.service import Runtime
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,11 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from approvals.adapters.tables import approval_requests
 
 CONSUMER = "approval-queue"
-
-
-def decode_request(envelope: Envelope, _delivery: Delivery) -> ApprovalRequested:
-    """The typed ``approval.requested`` payload (poison when it does not match the contract)."""
-    return decode(envelope, ApprovalRequested)
 
 
 def register(runtime: Runtime) -> None:
@@ -48,6 +41,6 @@ def register(runtime: Runtime) -> None:
         ]
         await conn.execute(insert(approval_requests).on_conflict_do_nothing(), rows)
 
-    runtime.subscribe(Subscription(topic=topics.APPROVAL_REQUESTED, consumer=CONSUMER, decode=decode_request,
-                                   handler=queue_approval_requests,
+    runtime.subscribe(Subscription(topic=topics.APPROVAL_REQUESTED, consumer=CONSUMER,
+                                   decode=payload_of(ApprovalRequested), handler=queue_approval_requests,
                                    description="Put requested approvals into the tenant's queue."))

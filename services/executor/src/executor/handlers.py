@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from automation_shared import topics
-from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import TriggerDetected
-from automation_shared.contracts.registry import decode
 from automation_shared.delivery import Outgoing, append_outbox
-from automation_shared.messaging import AfterCommit, Consumed, Delivery, Subscription
+from automation_shared.messaging import AfterCommit, Consumed, Subscription, payload_of
 from automation_shared.service import Runtime
 from automation_shared.system import new_uuid, utcnow
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,11 +17,6 @@ from executor.adapters.metrics import observe_run
 from executor.domain.runs import RunState, start_run
 
 CONSUMER = "run-starter"
-
-
-def decode_trigger(envelope: Envelope, _delivery: Delivery) -> TriggerDetected:
-    """The typed ``trigger.detected`` payload (poison when it does not match the contract)."""
-    return decode(envelope, TriggerDetected)
 
 
 def register(runtime: Runtime, *, on_run_started: Callable[[], None]) -> None:
@@ -55,6 +48,6 @@ def register(runtime: Runtime, *, on_run_started: Callable[[], None]) -> None:
 
         return after
 
-    runtime.subscribe(Subscription(topic=topics.TRIGGER_DETECTED, consumer=CONSUMER, decode=decode_trigger,
+    runtime.subscribe(Subscription(topic=topics.TRIGGER_DETECTED, consumer=CONSUMER, decode=payload_of(TriggerDetected),
                                    handler=start_runs_for_triggers,
                                    description="Create the run of each detected trigger."))

@@ -14,11 +14,9 @@ from collections.abc import Sequence
 from functools import partial
 
 from automation_shared import topics
-from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import Payload
-from automation_shared.contracts.registry import decode
 from automation_shared.errors import PoisonMessage
-from automation_shared.messaging import BatchHandler, Consumed, Decode, Delivery, Subscription
+from automation_shared.messaging import BatchHandler, Consumed, Subscription, payload_of
 from automation_shared.service import Runtime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -51,19 +49,9 @@ class EntryConflict(PoisonMessage):
 def register(runtime: Runtime) -> None:
     """Subscribe one projecting handler per topic in :data:`SUBSCRIPTIONS`."""
     for topic, consumer in SUBSCRIPTIONS.items():
-        runtime.subscribe(Subscription(topic=topic, consumer=consumer, decode=payload_decoder(topic),
+        runtime.subscribe(Subscription(topic=topic, consumer=consumer, decode=payload_of(PROJECTED_TYPES[topic]),
                                        handler=projecting_handler(topic),
                                        description=f"Project `{topic}` events onto the tenant's timeline."))
-
-
-def payload_decoder(topic: str) -> Decode[Payload]:
-    """Decodes the typed payload of ``topic`` (its wire type equals the topic name)."""
-    model: type[Payload] = PROJECTED_TYPES[topic]
-
-    def decode_payload(envelope: Envelope, _delivery: Delivery) -> Payload:
-        return decode(envelope, model)
-
-    return decode_payload
 
 
 def projecting_handler(topic: str) -> BatchHandler[Payload]:

@@ -9,9 +9,8 @@ from automation_shared import metrics, topics
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import RunFinished, TriggerDetected
 from automation_shared.contracts.jsonsafe import MAX_INGRESS_DEPTH
-from automation_shared.contracts.registry import decode
 from automation_shared.delivery import append_outbox
-from automation_shared.messaging import AfterCommit, Consumed, Delivery, Subscription
+from automation_shared.messaging import AfterCommit, Consumed, Delivery, Subscription, payload_of
 from automation_shared.service import Runtime
 from automation_shared.system import utcnow
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -80,10 +79,10 @@ def register_stats(runtime: Runtime) -> None:
             for item in batch])
 
     runtime.subscribe(Subscription(topic=topics.TRIGGER_DETECTED, consumer=STATS_CONSUMERS[0],
-                                   decode=lambda envelope, _delivery: decode(envelope, TriggerDetected),
+                                   decode=payload_of(TriggerDetected),
                                    handler=count_detected_runs,
                                    description="Count each rule's runs for the rules API statistics."))
     runtime.subscribe(Subscription(topic=topics.RUN_FINISHED, consumer=STATS_CONSUMERS[1],
-                                   decode=lambda envelope, _delivery: decode(envelope, RunFinished),
+                                   decode=payload_of(RunFinished),
                                    handler=count_finished_runs,
                                    description="Record each rule's run outcomes for the rules API statistics."))
