@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from automation_shared.service import build_service, create_runtime
 from automation_shared.settings import Settings
+from automation_shared.system import utcnow
 from fastapi import FastAPI
 
 from trigger_detector import SCHEMA, api, handlers
 from trigger_detector.adapters.rule_cache import RuleCache
+from trigger_detector.adapters.scheduler import ScheduleDriver
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The trigger-detector app: rules API, event ingest, detection consumer."""
+def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    """The trigger-detector app: rules API, event ingest, detection consumer, schedule loop.
+
+    ``clock`` is the one clock of routes, handlers and the schedule loop (tests run it faster).
+    """
     settings = settings or Settings(service_name="trigger-detector")
     runtime = create_runtime(settings, SCHEMA)
-    handlers.register(runtime, RuleCache())
+    handlers.register(runtime, RuleCache(), clock=clock)
     handlers.register_stats(runtime)
+    runtime.background.append(ScheduleDriver(runtime, clock=clock).run)
     return build_service(
         runtime,
         title="trigger-detector",
-        description="Rules (definitions, versions, deploy/pause) and detection of trigger events.",
-        routers=[api.router(runtime)],
+        description="Rules (definitions, versions, deploy/pause) and detection of event and schedule triggers.",
+        routers=[api.router(runtime, clock=clock)],
     )

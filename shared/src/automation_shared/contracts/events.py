@@ -46,6 +46,8 @@ class SkipReason(StrEnum):
     LOOP_DETECTED = "loop_detected"
     PAUSED = "paused"
     SUBJECT_DELETED = "subject_deleted"
+    STILL_RUNNING = "still_running"
+    """A schedule slot of a rule whose overlap policy is ``skip_if_running`` while its last run runs."""
 
 
 class ConditionResult(Payload):

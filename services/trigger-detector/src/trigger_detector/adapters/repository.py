@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trigger_detector.adapters.tables import REVISION_SEQUENCE, automation_versions, automations
+from trigger_detector.adapters.tables import REVISION_SEQUENCE, automation_versions, automations, schedules
 from trigger_detector.domain.detection import ActiveRule
 from trigger_detector.domain.rules import Automation, Change
 
@@ -133,6 +133,11 @@ async def save(conn: AsyncConnection, change: Change, *, now: datetime) -> None:
         created_at=now, created_by=automation.updated_by, label=change.label,
     ))
     await append_outbox(conn, change.events)
+    if change.schedule is not None:
+        await conn.execute(schedules.delete().where(schedules.c.automation_id == automation.id))
+        if change.schedule.next_due is not None:
+            await conn.execute(schedules.insert().values(automation_id=automation.id, tenant_id=automation.tenant_id,
+                                                         next_due_at=change.schedule.next_due, armed_at=now))
 
 
 @dataclass(frozen=True)

@@ -61,3 +61,17 @@ automation_runs = sa.Table(
     sa.Column("duration_ms", sa.BigInteger, nullable=True),
     sa.Index("automation_runs_by_rule", "tenant_id", "automation_id", "triggered_at"),
 )
+
+
+# The next slot of every deployed schedule. The scheduler claims due rows (FOR UPDATE SKIP
+# LOCKED), and in the same transaction writes the slots' decisions to the outbox and moves
+# the row to its next slot: a slot is decided once however many detectors run.
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("automation_id", sa.Text, primary_key=True),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("armed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("schedules_due", "next_due_at"),
+)

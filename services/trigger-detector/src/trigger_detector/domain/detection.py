@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from automation_shared import topics
 from automation_shared.contracts.envelope import MAX_CHAIN_HOPS, Envelope
@@ -22,7 +24,7 @@ from automation_shared.contracts.events import (
     TriggerSkipped,
 )
 from automation_shared.contracts.registry import build
-from automation_shared.contracts.rules import EventTrigger, RuleDefinition, RuleStatus
+from automation_shared.contracts.rules import EventTrigger, RuleDefinition, RuleStatus, ScheduleTrigger
 from automation_shared.delivery import Outgoing
 
 from trigger_detector.domain.conditions import describe_failures, evaluate_all, event_context
@@ -54,6 +56,66 @@ def matches(trigger: EventTrigger, event: Envelope, context: dict[str, object]) 
     return all(result.passed for result in evaluate_all(trigger.filters, context))
 
 
+@dataclass(frozen=True)
+class Firing:
+    """A trigger of one rule happened: what every trigger kind hands to :func:`decide`."""
+
+    rule: ActiveRule
+    kind: TriggerKind
+    tenant_id: str
+    subject: str | None
+    context: dict[str, Any]
+    key: tuple[str, ...]
+    """What makes this firing unique for the rule version (event source and id; schedule slot):
+    the run or skip id is a name-based UUID of it, so deciding twice gives the same ids."""
+    trigger_event: EventRef | None = None
+    cause: Envelope | None = None
+    skip: tuple[SkipReason, str] | None = None
+    """A reason found before the conditions (e.g. the previous run is still running)."""
+
+
+def decide(firing: Firing, *, now: datetime) -> Outgoing:
+    """``trigger.detected``, or ``trigger.skipped`` with the reason, for one firing of a rule.
+
+    Checked in order: paused, a reason the trigger kind found, loop (the event was caused by this
+    rule, or the chain is too long), then the conditions against the firing's context.
+    """
+    rule, name = firing.rule, firing.rule.definition.name
+    results = evaluate_all(rule.definition.conditions, firing.context)
+    chain = firing.cause.automationchain if firing.cause is not None else None
+    skip: tuple[SkipReason, str] | None = None
+    if rule.status is RuleStatus.PAUSED:
+        skip = (SkipReason.PAUSED, f"rule '{name}' is paused")
+    elif firing.skip is not None:
+        skip = firing.skip
+    elif chain is not None and (rule.automation_id in chain.ids or chain.hops >= MAX_CHAIN_HOPS):
+        skip = (SkipReason.LOOP_DETECTED, f"loop detected: event was caused by automations {list(chain.ids)}")
+    elif not all(result.passed for result in results):
+        skip = (SkipReason.CONDITIONS_FAILED, describe_failures(results))
+    key_parts = (firing.tenant_id, *firing.key, rule.automation_id, str(rule.version))
+    if skip is None:
+        run_id = decision_id = _stable_id("run", *key_parts)
+        payload: TriggerDetected | TriggerSkipped = TriggerDetected(
+            run_id=run_id, automation_id=rule.automation_id, automation_version=rule.version, sequence=0,
+            automation_name=name, category=rule.definition.category, trigger_kind=firing.kind,
+            trigger_event=firing.trigger_event, context=firing.context, condition_results=results,
+            actions=rule.definition.actions, governance=rule.definition.governance,
+        )
+        topic, key = topics.TRIGGER_DETECTED, run_id
+    else:
+        skip_id = decision_id = _stable_id("skip", *key_parts)
+        payload = TriggerSkipped(
+            skip_id=skip_id, automation_id=rule.automation_id, automation_version=rule.version,
+            automation_name=name, category=rule.definition.category, trigger_kind=firing.kind,
+            trigger_event=firing.trigger_event, reason=skip[0], message=skip[1], condition_results=results,
+        )
+        topic, key = topics.TRIGGER_SKIPPED, rule.automation_id
+    # the decision's own id is unique per (firing, rule version, outcome): it is the envelope id too
+    envelope = build(payload, event_id=decision_id, source=SOURCE, tenant_id=firing.tenant_id, time=now,
+                     subject=firing.subject, cause=firing.cause, automation_id=rule.automation_id)
+    return Outgoing(topic=topic, key=key, envelope=envelope)
+
+
 def decide_on_event(rules: Sequence[ActiveRule], event: Envelope, *, now: datetime) -> list[Outgoing]:
     """``trigger.detected`` / ``trigger.skipped`` for every rule ``event`` matches."""
     at = event.time or now
@@ -64,37 +126,35 @@ def decide_on_event(rules: Sequence[ActiveRule], event: Envelope, *, now: dateti
         trigger = next((t for t in rule.definition.triggers if isinstance(t, EventTrigger)), None)
         if trigger is None or not matches(trigger, event, context):
             continue
-        name = rule.definition.name
-        results = evaluate_all(rule.definition.conditions, context)
-        skip: tuple[SkipReason, str] | None = None
-        if rule.status is RuleStatus.PAUSED:
-            skip = (SkipReason.PAUSED, f"rule '{name}' is paused")
-        elif rule.automation_id in event.automationchain.ids or event.automationchain.hops >= MAX_CHAIN_HOPS:
-            skip = (SkipReason.LOOP_DETECTED,
-                    f"loop detected: event was caused by automations {list(event.automationchain.ids)}")
-        elif not all(result.passed for result in results):
-            skip = (SkipReason.CONDITIONS_FAILED, describe_failures(results))
-        key_parts = (event.tenantid, event.source, event.id, rule.automation_id, str(rule.version))
-        if skip is None:
-            run_id = decision_id = _stable_id("run", *key_parts)
-            payload: TriggerDetected | TriggerSkipped = TriggerDetected(
-                run_id=run_id, automation_id=rule.automation_id, automation_version=rule.version, sequence=0,
-                automation_name=name, category=rule.definition.category, trigger_kind=TriggerKind.EVENT,
-                trigger_event=ref, context=context, condition_results=results,
-                actions=rule.definition.actions, governance=rule.definition.governance,
-            )
-            topic, key = topics.TRIGGER_DETECTED, run_id
-        else:
-            skip_id = decision_id = _stable_id("skip", *key_parts)
-            payload = TriggerSkipped(
-                skip_id=skip_id, automation_id=rule.automation_id, automation_version=rule.version,
-                automation_name=name, category=rule.definition.category, trigger_kind=TriggerKind.EVENT,
-                trigger_event=ref, reason=skip[0], message=skip[1], condition_results=results,
-            )
-            topic, key = topics.TRIGGER_SKIPPED, rule.automation_id
-        # the decision's own id is unique per (event, rule version, outcome): it is the envelope id too
-        envelope = build(payload, event_id=decision_id, source=SOURCE,
-                         tenant_id=event.tenantid, time=now, subject=event.subject, cause=event,
-                         automation_id=rule.automation_id)
-        outgoing.append(Outgoing(topic=topic, key=key, envelope=envelope))
+        outgoing.append(decide(Firing(rule=rule, kind=TriggerKind.EVENT, tenant_id=event.tenantid,
+                                      subject=event.subject, context=context, key=(event.source, event.id),
+                                      trigger_event=ref, cause=event), now=now))
+    return outgoing
+
+
+def schedule_context(slot: datetime, timezone: str) -> dict[str, Any]:
+    """The context a scheduled firing's conditions see: the slot, in the rule's timezone."""
+    local = slot.astimezone(ZoneInfo(timezone))
+    return {
+        "schedule": {"slot": slot.isoformat(), "timezone": timezone},
+        "time": {"iso": local.isoformat(), "utc": slot.isoformat(), "hour": local.hour,
+                 "weekday": local.strftime("%A").lower(), "date": local.date().isoformat()},
+    }
+
+
+def decide_on_schedule(rule: ActiveRule, trigger: ScheduleTrigger, slots: Sequence[datetime], *, tenant_id: str,
+                       previous_run_running: bool, now: datetime) -> list[Outgoing]:
+    """``trigger.detected`` / ``trigger.skipped`` for each slot of ``rule``'s schedule that fires now.
+
+    The run id of a slot is a name-based UUID of (tenant, rule, version, slot): however often a
+    slot is decided, it names one run.
+    """
+    outgoing: list[Outgoing] = []
+    for index, slot in enumerate(slots):
+        skip = None
+        if trigger.overlap_policy == "skip_if_running" and (previous_run_running or index > 0):
+            skip = (SkipReason.STILL_RUNNING, f"the previous run of '{rule.definition.name}' is still running")
+        outgoing.append(decide(Firing(rule=rule, kind=TriggerKind.SCHEDULE, tenant_id=tenant_id, subject=None,
+                                      context=schedule_context(slot, trigger.timezone),
+                                      key=("schedule", slot.isoformat()), skip=skip), now=now))
     return outgoing

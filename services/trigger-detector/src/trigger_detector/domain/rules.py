@@ -14,9 +14,11 @@ from datetime import datetime
 from automation_shared import topics
 from automation_shared.contracts.events import AutomationSnapshot
 from automation_shared.contracts.registry import build
-from automation_shared.contracts.rules import RuleDefinition, RuleStatus, dump_rule
+from automation_shared.contracts.rules import RuleDefinition, RuleStatus, ScheduleTrigger, dump_rule
 from automation_shared.delivery import Outgoing
 from automation_shared.errors import AutomationError
+
+from trigger_detector.domain.schedule import first_slot
 
 SOURCE = "trigger-detector"
 
@@ -64,6 +66,13 @@ class Automation:
 
 
 @dataclass(frozen=True)
+class Arm:
+    """Where the rule's schedule stands after a change: waiting for ``next_due``, or (None) stopped."""
+
+    next_due: datetime | None
+
+
+@dataclass(frozen=True)
 class Change:
     """A new version of a rule and the events that announce it."""
 
@@ -71,12 +80,34 @@ class Change:
     label: str
     """What the version did: created, updated, deployed, paused, draft, failed, deleted."""
     events: tuple[Outgoing, ...]
+    schedule: Arm | None = None
+    """None: the schedule goes on as it was (same schedule, still deployed)."""
 
 
-def _announce(automation: Automation, label: str, *, now: datetime, new_id: NewId) -> Change:
+def schedule_trigger(definition: RuleDefinition) -> ScheduleTrigger | None:
+    """The rule's schedule trigger, if it has one."""
+    return next((t for t in definition.triggers if isinstance(t, ScheduleTrigger)), None)
+
+
+def arm(current: Automation, previous: Automation | None, *, now: datetime) -> Arm | None:
+    """How a change moves the rule's schedule: a deployed schedule waits for its next slot after
+    ``now`` (a redeploy or an edited schedule resumes from now, never from the past); anything
+    else stops it at once; an unchanged schedule of a rule that stays deployed goes on as it was."""
+    trigger = schedule_trigger(current.definition)
+    if trigger is None or current.status is not RuleStatus.DEPLOYED or current.deleted_at is not None:
+        return Arm(None)
+    if previous is not None and previous.status is RuleStatus.DEPLOYED \
+            and schedule_trigger(previous.definition) == trigger:
+        return None
+    return Arm(first_slot(trigger, now=now))
+
+
+def _announce(automation: Automation, label: str, *, now: datetime, new_id: NewId,
+              previous: Automation | None = None) -> Change:
     envelope = build(automation.snapshot(), event_id=new_id(), source=SOURCE, tenant_id=automation.tenant_id,
                      time=now, subject=automation.id)
-    return Change(automation, label, (Outgoing(topics.AUTOMATION_RULES, automation.id, envelope),))
+    return Change(automation, label, (Outgoing(topics.AUTOMATION_RULES, automation.id, envelope),),
+                  schedule=arm(automation, previous, now=now))
 
 
 def create(definition: RuleDefinition, status: RuleStatus, *, automation_id: str, tenant_id: str,
@@ -107,7 +138,7 @@ def revise(current: Automation, definition: RuleDefinition, *, user_id: str, now
         raise InvalidTransition(f"cannot move a {current.status.value} rule to {target.value}")
     revised = replace(current, version=current.version + 1, definition=definition, status=target, updated_at=now,
                       updated_by=user_id)
-    return _announce(revised, "updated", now=now, new_id=new_id)
+    return _announce(revised, "updated", now=now, new_id=new_id, previous=current)
 
 
 def change_status(current: Automation, target: RuleStatus, *, user_id: str, now: datetime,
@@ -122,7 +153,7 @@ def change_status(current: Automation, target: RuleStatus, *, user_id: str, now:
     if target not in TRANSITIONS[current.status]:
         raise InvalidTransition(f"cannot move a {current.status.value} rule to {target.value}")
     changed = replace(current, version=current.version + 1, status=target, updated_at=now, updated_by=user_id)
-    return _announce(changed, target.value, now=now, new_id=new_id)
+    return _announce(changed, target.value, now=now, new_id=new_id, previous=current)
 
 
 def toggle(current: Automation, *, user_id: str, now: datetime, new_id: NewId) -> Change | None:
@@ -138,4 +169,4 @@ def delete(current: Automation, *, user_id: str, now: datetime) -> Change:
     Consumers that keep rule state (the executor) cancel the rule's pending work on the tombstone.
     """
     deleted = replace(current, version=current.version + 1, updated_at=now, updated_by=user_id, deleted_at=now)
-    return Change(deleted, "deleted", (Outgoing.tombstone(topics.AUTOMATION_RULES, current.id),))
+    return Change(deleted, "deleted", (Outgoing.tombstone(topics.AUTOMATION_RULES, current.id),), schedule=Arm(None))

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, cast
+from typing import Any, Final, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from automation_shared.contracts.rules import ScheduleTrigger
@@ -921,3 +921,59 @@ def describe_schedule(trigger: ScheduleTrigger) -> str:
     if trigger.season is not None:
         text += f" from {trigger.season.start} to {trigger.season.end}"
     return f"{text} ({trigger.timezone})"
+
+
+# -- firing: which slots a detector fires now ---------------------------------------------------
+
+ON_TIME: Final = timedelta(seconds=60)
+"""A slot found due at most this late is on time; older ones were missed (downtime) and the
+rule's misfire policy decides."""
+MAX_CATCH_UP_SCAN: Final = 100_000
+"""Most missed slots looked at after a long downtime (the latest ``max_catch_up`` are what count)."""
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """What a schedule does at ``now``: the slots to fire (oldest first), how many missed slots
+    its misfire policy drops, and the next slot after ``now`` (None: no slot in the next 5 years)."""
+
+    fire: tuple[datetime, ...]
+    dropped: int
+    next_due: datetime | None
+
+
+def plan_slots(trigger: ScheduleTrigger, *, due: datetime, now: datetime) -> SlotPlan:
+    """The slots from ``due`` (the stored next slot, inclusive) up to ``now``, under the misfire policy.
+
+    On-time slots always fire. Missed ones (due more than :data:`ON_TIME` ago, after downtime):
+    ``skip`` fires none, ``fire_once`` (default) the latest once unless an on-time slot fires
+    anyway, ``fire_all`` each of the latest ``max_catch_up``.
+    """
+    slots: list[datetime] = []
+    if due <= now:
+        slots.append(due)
+        cursor, chunk = due, 4  # usually one slot is due: look a few ahead, more only after downtime
+        while len(slots) < MAX_CATCH_UP_SCAN:
+            found = [slot for slot in next_fire_times(trigger, cursor, chunk) if slot <= now]
+            slots.extend(found)
+            if len(found) < chunk:
+                break
+            cursor, chunk = found[-1], min(chunk * 4, MAX_COUNT)
+    on_time = [slot for slot in slots if slot >= now - ON_TIME]
+    missed = [slot for slot in slots if slot < now - ON_TIME]
+    if trigger.misfire_policy == "fire_all":
+        catch_up = missed[-trigger.max_catch_up:]
+    elif trigger.misfire_policy == "fire_once" and missed and not on_time:
+        catch_up = missed[-1:]
+    else:
+        catch_up = []
+    upcoming = next_fire_times(trigger, now, 1)
+    return SlotPlan(fire=tuple(catch_up + on_time), dropped=len(missed) - len(catch_up),
+                    next_due=upcoming[0] if upcoming else None)
+
+
+def first_slot(trigger: ScheduleTrigger, *, now: datetime) -> datetime | None:
+    """The slot a newly deployed (or redeployed, or edited) schedule waits for: the next after ``now``
+    — a schedule resumes from now, never from the past."""
+    upcoming = next_fire_times(trigger, now, 1)
+    return upcoming[0] if upcoming else None

@@ -1,0 +1,121 @@
+"""The schedule loop: fires every due slot of every deployed schedule exactly once.
+
+Each pass claims due ``schedules`` rows with ``FOR UPDATE SKIP LOCKED`` — so replicas split the
+due rules and never decide the same one at once — plans each rule's slots (misfire policy),
+decides them (``trigger.detected`` / ``trigger.skipped``, ids derived from rule, version and
+slot), writes the decisions to the outbox and moves the row to its next slot, all in one
+transaction. A crash before the commit leaves the row due for the next pass; after it, the
+slot is decided and the row has moved on: no slot is lost or fired twice, however many
+detectors run and however often they restart. Clock passed in, like the executor's driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from automation_shared import metrics
+from automation_shared.contracts.rules import RuleDefinition, RuleStatus
+from automation_shared.delivery import Outgoing, append_outbox
+from automation_shared.logging import get_logger
+from automation_shared.service import Runtime
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from trigger_detector.adapters.tables import automation_runs, automations, schedules
+from trigger_detector.domain.detection import ActiveRule, decide_on_schedule
+from trigger_detector.domain.rules import schedule_trigger
+from trigger_detector.domain.schedule import ScheduleError, plan_slots
+
+log = get_logger(__name__)
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class ScheduleDriver:
+    """Background loop of the trigger-detector that fires due schedule slots."""
+
+    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime], poll_seconds: float = 0.5,
+                 batch: int = 200) -> None:
+        self._runtime = runtime
+        self._clock = clock
+        self._poll_seconds = poll_seconds
+        self._batch = batch
+
+    async def run(self) -> None:
+        """Fire due slots forever; a full batch goes straight on, an error backs off."""
+        backoff = self._poll_seconds
+        while True:
+            try:
+                claimed = await self.fire_due()
+                backoff = self._poll_seconds
+            except Exception as exc:  # noqa: BLE001 - the transaction rolled back: the slots stay due
+                log.exception("schedule_pass_failed", error=repr(exc), retry_in=backoff)
+                claimed = 0
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            if claimed < self._batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.sleep(backoff)
+
+    async def fire_due(self) -> int:
+        """One pass: decide every due slot of up to ``batch`` rules; returns how many rules it claimed."""
+        now = self._clock()
+        async with self._runtime.unit_of_work() as conn:
+            rows = (await conn.execute(
+                sa.select(schedules.c.automation_id, schedules.c.tenant_id, schedules.c.next_due_at,
+                          automations.c.version, automations.c.status, automations.c.definition,
+                          automations.c.deleted_at)
+                .join(automations, automations.c.id == schedules.c.automation_id)
+                .where(schedules.c.next_due_at <= now)
+                .order_by(schedules.c.next_due_at)
+                .limit(self._batch)
+                .with_for_update(of=schedules, skip_locked=True)
+            )).all()
+            outgoing: list[Outgoing] = []
+            for row in rows:
+                outgoing += await self._fire(conn, row, now)
+            await append_outbox(conn, outgoing)
+        detected = sum(1 for item in outgoing if item.topic.endswith("detected"))
+        service = self._runtime.settings.service_name
+        metrics.TRIGGERS.labels(service, "schedule", "detected").inc(detected)
+        metrics.TRIGGERS.labels(service, "schedule", "skipped").inc(len(outgoing) - detected)
+        return len(rows)
+
+    async def _fire(self, conn: AsyncConnection, row: Any, now: datetime) -> list[Outgoing]:
+        """Decide one rule's due slots and move its row on (or drop it when the rule cannot fire)."""
+        where = schedules.c.automation_id == row.automation_id
+        try:
+            definition = RuleDefinition.model_validate(row.definition)
+        except ValidationError as exc:
+            log.error("stored_rule_unreadable", automation_id=row.automation_id, error=str(exc))
+            definition = None
+        trigger = schedule_trigger(definition) if definition is not None else None
+        if trigger is None or definition is None or row.status != RuleStatus.DEPLOYED.value \
+                or row.deleted_at is not None:
+            await conn.execute(schedules.delete().where(where))  # a save re-arms it when it can fire again
+            return []
+        try:
+            plan = plan_slots(trigger, due=row.next_due_at, now=now)
+        except ScheduleError as exc:
+            log.error("schedule_unreadable", automation_id=row.automation_id, error=str(exc))
+            await conn.execute(schedules.delete().where(where))
+            return []
+        if plan.dropped:
+            log.info("schedule_slots_missed", automation_id=row.automation_id, dropped=plan.dropped,
+                     policy=trigger.misfire_policy)
+        running = trigger.overlap_policy == "skip_if_running" and bool(await conn.scalar(
+            sa.select(sa.exists().where(automation_runs.c.automation_id == row.automation_id,
+                                        automation_runs.c.triggered_at.is_not(None),
+                                        automation_runs.c.status.is_(None),
+                                        automation_runs.c.test_mode.is_not(True)))))
+        rule = ActiveRule(automation_id=row.automation_id, version=row.version, status=RuleStatus.DEPLOYED,
+                          definition=definition)
+        if plan.next_due is None:
+            await conn.execute(schedules.delete().where(where))
+        else:
+            await conn.execute(schedules.update().where(where).values(next_due_at=plan.next_due))
+        return decide_on_schedule(rule, trigger, plan.fire, tenant_id=row.tenant_id,
+                                  previous_run_running=running, now=now)
