@@ -257,7 +257,7 @@ async def test_other_tenants_rules_are_404_on_every_route(td: tuple[Settings, ht
              ("POST", f"{base}/pause", None), ("PATCH", f"{base}/toggle", None),
              ("PATCH", f"{base}/deployment-status?status=paused", None), ("GET", f"{base}/versions", None),
              ("GET", f"{base}/summary", None), ("GET", f"{base}/schedule/preview", None),
-             ("POST", f"{base}/test-conditions", {"context": {}})]
+             ("POST", f"{base}/test-conditions", {"context": {}}), ("POST", f"{base}/execute", {"mode": "test"})]
     for method, url, body in calls:
         response = await client.request(method, url, json=body, headers=other)
         assert response.status_code == 404, (method, url, response.text)
@@ -357,3 +357,29 @@ async def test_a_stored_rule_that_no_longer_loads_stops_alone(td: tuple[Settings
                     if r["data"]["automation_id"] == broken]
         assert not [r for r in await probe.read_all(topics.dlq(topics.DOMAIN_EVENTS)) if event.id in str(r)]
     assert detected[0]["data"]["trigger_event"]["id"] == event.id
+
+
+async def test_manual_execution_goes_through_the_same_decision(td: tuple[Settings, httpx.AsyncClient]) -> None:
+    settings, client = td
+    auth = bearer(settings, "manual", "manager")
+    rid = (await client.post("/api/v1/automations", json=EVENT_RULE, headers=auth)).json()["id"]
+    url = f"/api/v1/automations/{rid}/execute"
+    assert (await client.post(url, json={"context": {"amount": 500}}, headers=auth)).status_code == 409  # draft
+    test_run = await client.post(url, json={"context": {"amount": 500}, "mode": "test"},
+                                 headers={**auth, "Idempotency-Key": "try-1"})
+    assert test_run.status_code == 202, test_run.text
+    assert test_run.json()["outcome"] == "detected" and test_run.json()["test_mode"] is True
+    again = await client.post(url, json={"context": {"amount": 500}, "mode": "test"},
+                              headers={**auth, "Idempotency-Key": "try-1"})
+    assert again.json()["run_id"] == test_run.json()["run_id"]  # a retried request names the same run
+    await client.post(f"/api/v1/automations/{rid}/deploy", headers=auth)
+    small = await client.post(url, json={"context": {"amount": 5}}, headers=auth)
+    assert small.json()["outcome"] == "skipped" and small.json()["skip_reason"] == "conditions_failed"
+    live = await client.post(url, json={"context": {"amount": 900}, "trigger_source": "manual"}, headers=auth)
+    assert live.json()["outcome"] == "detected" and live.json()["test_mode"] is False
+    async with KafkaProbe(settings) as probe:
+        runs = await probe.wait_for(topics.TRIGGER_DETECTED, lambda r: r["data"]["automation_id"] == rid, count=2)
+    by_run = {r["data"]["run_id"]: r["data"] for r in runs}
+    assert by_run[test_run.json()["run_id"]]["test_mode"] is True
+    assert by_run[live.json()["run_id"]]["trigger_kind"] == "manual"
+    assert by_run[live.json()["run_id"]]["context"]["trigger"]["user"] == "test-user"

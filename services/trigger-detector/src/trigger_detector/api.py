@@ -24,10 +24,11 @@ from automation_shared.auth import CurrentPrincipal, Principal, Role, require_ro
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.jsonsafe import MAX_INGRESS_DEPTH, UnsafeJson, loads_strict
 from automation_shared.contracts.rules import RuleStatus, ScheduleTrigger, dump_rule
+from automation_shared.delivery import append_outbox
 from automation_shared.openapi import MAX_PAGE_OFFSET
 from automation_shared.service import Runtime
 from automation_shared.system import new_uuid, utcnow
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -35,6 +36,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from trigger_detector.adapters import repository, run_stats
 from trigger_detector.domain import catalog, intake, rules, summary, templates
 from trigger_detector.domain.conditions import describe_condition, evaluate_all, summarise_results
+from trigger_detector.domain.detection import ActiveRule, decide_manually
 from trigger_detector.domain.recommend import recommend
 from trigger_detector.domain.schedule import ScheduleError, next_fire_times
 from trigger_detector.domain.versions import diff
@@ -140,6 +142,23 @@ class Deleted(BaseModel):
     id: str
     deleted: bool
     version: int = Field(description="The version that records the delete.")
+
+
+class ExecuteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    context: dict[str, Any] = Field(default_factory=dict, description="Context the conditions and the run see.")
+    trigger_source: Literal["manual"] = Field("manual", description="Where the run comes from.")
+    mode: Literal["live", "test"] = Field("live", description="`test`: the run delivers nothing (dry run).")
+
+
+class ExecuteOut(BaseModel):
+    automation_id: str
+    outcome: Literal["detected", "skipped"] = Field(description="Whether a run starts, or why not.")
+    run_id: str | None = Field(None, description="The run (when detected).")
+    skip_reason: str | None = None
+    message: str | None = None
+    test_mode: bool
 
 
 class ConditionTest(BaseModel):
@@ -572,6 +591,33 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
             summary=summarise_results(results),
             would_execute=met and automation.enabled,
         )
+
+    async def execute_automation(automation_id: str, body: ExecuteIn, principal: Writer,
+                                 idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+                                 ) -> ExecuteOut:
+        """Run the rule now by hand (`mode: test` delivers nothing), through the same decision as any
+        trigger: a paused rule or unmet conditions are skipped with the reason. The same
+        `Idempotency-Key` header starts no second run. A live run needs a deployed or paused rule."""
+        test_mode = body.mode == "test"
+        now = clock()
+        async with runtime.unit_of_work() as conn:
+            automation = await load(conn, principal, automation_id)
+            if not test_mode and automation.status not in (RuleStatus.DEPLOYED, RuleStatus.PAUSED):
+                raise HTTPException(status.HTTP_409_CONFLICT,
+                                    f"a {automation.status.value} rule runs only in test mode; deploy it first")
+            rule = ActiveRule(automation.id, automation.version, automation.status, automation.definition)
+            decision = decide_manually(rule, body.context, tenant_id=principal.tenant_id, user_id=principal.user_id,
+                                       request_id=idempotency_key or new_id(), test_mode=test_mode, now=now)
+            await append_outbox(conn, [decision])
+        data = decision.envelope.data if decision.envelope is not None else {}
+        detected = decision.topic == topics.TRIGGER_DETECTED
+        return ExecuteOut(automation_id=automation_id, outcome="detected" if detected else "skipped",
+                          run_id=data.get("run_id"), skip_reason=data.get("reason"), message=data.get("message"),
+                          test_mode=test_mode)
+
+    api.add_api_route("/api/v1/automations/{automation_id}/execute", execute_automation, methods=["POST"],
+                      status_code=status.HTTP_202_ACCEPTED, response_model=ExecuteOut, tags=TAGS,
+                      route_class_override=StrictJsonRoute)
 
     # the context is client JSON like a rule body: NaN, NUL and runaway nesting answer 422 too
     api.add_api_route("/api/v1/automations/{automation_id}/test-conditions", test_conditions, methods=["POST"],

@@ -72,6 +72,8 @@ class Firing:
     cause: Envelope | None = None
     skip: tuple[SkipReason, str] | None = None
     """A reason found before the conditions (e.g. the previous run is still running)."""
+    test_mode: bool = False
+    """Run the chain without real side effects (the test runner)."""
 
 
 def decide(firing: Firing, *, now: datetime) -> Outgoing:
@@ -99,7 +101,7 @@ def decide(firing: Firing, *, now: datetime) -> Outgoing:
             run_id=run_id, automation_id=rule.automation_id, automation_version=rule.version, sequence=0,
             automation_name=name, category=rule.definition.category, trigger_kind=firing.kind,
             trigger_event=firing.trigger_event, context=firing.context, condition_results=results,
-            actions=rule.definition.actions, governance=rule.definition.governance,
+            actions=rule.definition.actions, governance=rule.definition.governance, test_mode=firing.test_mode,
         )
         topic, key = topics.TRIGGER_DETECTED, run_id
     else:
@@ -158,3 +160,15 @@ def decide_on_schedule(rule: ActiveRule, trigger: ScheduleTrigger, slots: Sequen
                                       context=schedule_context(slot, trigger.timezone),
                                       key=("schedule", slot.isoformat()), skip=skip), now=now))
     return outgoing
+
+
+def decide_manually(rule: ActiveRule, context: dict[str, Any], *, tenant_id: str, user_id: str, request_id: str,
+                    test_mode: bool, now: datetime) -> Outgoing:
+    """A run started by hand (``POST …/execute``), decided like any other firing: a paused rule or
+    failed conditions are skipped with the reason. ``request_id`` (the caller's idempotency key)
+    names the run, so a retried request starts no second run."""
+    snapshot = {**context, "trigger": {"source": "manual", "user": user_id, "mode": "test" if test_mode else "live"},
+                "time": {"iso": now.isoformat(), "hour": now.hour, "weekday": now.strftime("%A").lower(),
+                         "date": now.date().isoformat()}}
+    return decide(Firing(rule=rule, kind=TriggerKind.MANUAL, tenant_id=tenant_id, subject=None, context=snapshot,
+                         key=("manual", request_id), test_mode=test_mode), now=now)
