@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -15,9 +16,10 @@ from automation_shared.service import Runtime
 from automation_shared.system import utcnow
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trigger_detector.adapters import run_stats
+from trigger_detector.adapters import run_stats, threshold_store
 from trigger_detector.adapters.rule_cache import RuleCache
 from trigger_detector.domain.detection import decide_on_event
+from trigger_detector.domain.threshold import decide_on_samples, samples_in
 
 CONSUMER = "event-detector"
 
@@ -40,12 +42,21 @@ def register(runtime: Runtime, rules: RuleCache, *, clock: Callable[[], datetime
         outgoing = [item for consumed in batch
                     for item in decide_on_event(rules.active_rules(consumed.payload.tenantid), consumed.payload,
                                                 now=now)]
+        samples = [sample for consumed in batch
+                   for sample in samples_in(rules.active_rules(consumed.payload.tenantid), consumed.payload)]
+        if samples:
+            states, crossings = decide_on_samples(
+                samples, await threshold_store.load(conn, [s.key for s in samples]), now=now)
+            await threshold_store.save(conn, states, now=now)
+            outgoing += crossings
         await append_outbox(conn, outgoing)
 
         def after() -> None:
-            detected = sum(1 for item in outgoing if item.topic == topics.TRIGGER_DETECTED)
-            metrics.TRIGGERS.labels(service, "event", "detected").inc(detected)
-            metrics.TRIGGERS.labels(service, "event", "skipped").inc(len(outgoing) - detected)
+            counted = Counter((item.envelope.data.get("trigger_kind", "event") if item.envelope else "event",
+                               "detected" if item.topic == topics.TRIGGER_DETECTED else "skipped")
+                              for item in outgoing)
+            for (kind, outcome), count in counted.items():
+                metrics.TRIGGERS.labels(service, kind, outcome).inc(count)
             if outgoing:
                 runtime.relay.notify()
 

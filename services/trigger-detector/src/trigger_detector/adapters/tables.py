@@ -75,3 +75,16 @@ schedules = sa.Table(
     sa.Column("armed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("schedules_due", "next_due_at"),
 )
+
+
+# Where each (threshold rule, subject) stands: armed or waiting to re-arm, and the last sample.
+threshold_states = sa.Table(
+    "threshold_states",
+    metadata,
+    sa.Column("automation_id", sa.Text, primary_key=True),
+    sa.Column("subject", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("armed", sa.Boolean, nullable=False),
+    sa.Column("last_value", sa.Float, nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
