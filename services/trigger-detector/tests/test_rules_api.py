@@ -11,6 +11,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from automation_shared import topics
+from automation_shared.contracts.envelope import AutomationChain
 from automation_shared.contracts.events import RunFinished, RunStatus, TriggerDetected, TriggerKind
 from automation_shared.contracts.registry import build
 from automation_shared.settings import Settings
@@ -383,3 +384,33 @@ async def test_manual_execution_goes_through_the_same_decision(td: tuple[Setting
     assert by_run[test_run.json()["run_id"]]["test_mode"] is True
     assert by_run[live.json()["run_id"]]["trigger_kind"] == "manual"
     assert by_run[live.json()["run_id"]]["context"]["trigger"]["user"] == "test-user"
+
+
+async def test_flow_control_and_loops_on_kafka(td: tuple[Settings, httpx.AsyncClient]) -> None:
+    settings, client = td
+    auth = bearer(settings, "flow", "manager")
+    deduped = (await client.post("/api/v1/automations", headers=auth, json={
+        **EVENT_RULE, "name": "deduped", "status": "deployed", "flow_control": {"dedupe_window_minutes": 60}})).json()
+    looping = (await client.post("/api/v1/automations", headers=auth, json={
+        **EVENT_RULE, "name": "looping", "status": "deployed",
+        "triggers": [{"kind": "event", "event_type": "order.updated"}]})).json()
+    first = domain_event("flow", "order.created", {"amount": 900}, subject="c-1")
+    second = domain_event("flow", "order.created", {"amount": 900}, subject="c-1")
+    deletion = domain_event("flow", "subject.deleted", {}, subject="c-2")
+    after_deletion = domain_event("flow", "order.created", {"amount": 900}, subject="c-2")
+    # what the looping rule's own action would emit: the automation chain already holds it
+    echo = domain_event("flow", "order.updated", {"amount": 900}, subject="c-3").model_copy(
+        update={"automationchain": AutomationChain(ids=(looping["id"],), hops=1)})
+    async with KafkaProbe(settings) as probe:
+        for envelope in (first, second, deletion, after_deletion, echo):
+            await probe.publish_event(topics.DOMAIN_EVENTS, envelope)
+        skipped = await probe.wait_for(topics.TRIGGER_SKIPPED, lambda r: r["tenantid"] == "flow", count=3)
+        detected = [r for r in await probe.read_all(topics.TRIGGER_DETECTED) if r["tenantid"] == "flow"]
+    assert [r["data"]["trigger_event"]["id"] for r in detected] == [first.id]
+    reasons = {r["data"]["trigger_event"]["id"]: r["data"]["reason"] for r in skipped}
+    assert reasons == {second.id: "duplicate", after_deletion.id: "subject_deleted", echo.id: "loop_detected"}
+    assert deduped["id"] != looping["id"]
+    stopped = (await client.get(f"/api/v1/automations/{looping['id']}", headers=auth)).json()["automation"]
+    assert stopped["status"] == "failed"
+    versions = (await client.get(f"/api/v1/automations/{looping['id']}/versions", headers=auth)).json()["versions"]
+    assert (versions[-1]["label"], versions[-1]["actor"]) == ("failed", "system")

@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     run_tenant_slots: int = Field(
         64, ge=1, description="Most of those one tenant may hold: a hanging endpoint blocks at most this many."
     )
+    runaway_fire_limit: int = Field(
+        20, ge=1, le=100_000,
+        description="A rule firing for one subject more often than this within `runaway_window_minutes` is set "
+                    "to failed (a loop that the automation chain cannot see).")
+    runaway_window_minutes: float = Field(10.0, gt=0, le=10_080, description="Window of `runaway_fire_limit`.")
     log_level: str = Field("INFO", description="Log level.")
 
     @field_validator("jwt_secret")

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from automation_shared import metrics, topics
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import RunFinished, TriggerDetected
 from automation_shared.contracts.jsonsafe import MAX_INGRESS_DEPTH
-from automation_shared.delivery import append_outbox
+from automation_shared.contracts.rules import RuleStatus
+from automation_shared.delivery import Outgoing, append_outbox
+from automation_shared.logging import get_logger
 from automation_shared.messaging import AfterCommit, Consumed, Delivery, Subscription, payload_of
 from automation_shared.service import Runtime
-from automation_shared.system import utcnow
+from automation_shared.system import new_uuid, utcnow
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trigger_detector.adapters import run_stats, threshold_store
+from trigger_detector.adapters import flow_store, repository, run_stats, threshold_store
 from trigger_detector.adapters.rule_cache import RuleCache
+from trigger_detector.domain import flow
+from trigger_detector.domain import rules as rules_domain
 from trigger_detector.domain.detection import decide_on_event
 from trigger_detector.domain.threshold import decide_on_samples, samples_in
 
 CONSUMER = "event-detector"
+log = get_logger(__name__)
 
 
 def with_event_time(envelope: Envelope, delivery: Delivery) -> Envelope:
@@ -31,9 +36,39 @@ def with_event_time(envelope: Envelope, delivery: Delivery) -> Envelope:
     return envelope
 
 
-def register(runtime: Runtime, rules: RuleCache, *, clock: Callable[[], datetime] = utcnow) -> None:
+def register(runtime: Runtime, rules: RuleCache, *, clock: Callable[[], datetime] = utcnow,
+             new_id: Callable[[], str] = new_uuid) -> None:
     """Subscribe the detection handler to ``domain.events``."""
     service = runtime.settings.service_name
+    limits = flow.Limits(runaway_limit=runtime.settings.runaway_fire_limit,
+                         runaway_window=timedelta(minutes=runtime.settings.runaway_window_minutes))
+
+    async def control_flow(conn: AsyncConnection, events: Sequence[Envelope], decisions: list[Outgoing], *,
+                           now: datetime) -> list[Outgoing]:
+        """Dedupe, rate limits, deleted subjects and runaway rules over the batch's decisions."""
+        await flow_store.record_deletions(conn, [(e.tenantid, e.subject, e.time or now) for e in events
+                                                 if e.type == flow.SUBJECT_DELETED_EVENT and e.subject])
+        detected = [d.envelope for d in decisions if d.topic == topics.TRIGGER_DETECTED and d.envelope is not None]
+        live = {e.data["automation_id"]: rule for e in detected
+                if (rule := rules.rule(e.tenantid, e.data["automation_id"])) is not None}
+        history = await flow_store.load_fires(conn, {a: flow.window_of(r, limits) for a, r in live.items()}, now=now)
+        deleted = await flow_store.load_deleted(conn, [(e.tenantid, e.subject) for e in detected if e.subject])
+        verdict = flow.apply(decisions, live, history, deleted, now=now, limits=limits)
+        await flow_store.record_fires(conn, verdict.fires, now=now)
+        for automation_id, (tenant_id, why) in verdict.runaway.items():
+            await stop_runaway_rule(conn, tenant_id, automation_id, why, now=now)
+        return verdict.outgoing
+
+    async def stop_runaway_rule(conn: AsyncConnection, tenant_id: str, automation_id: str, why: str, *,
+                                now: datetime) -> None:
+        """Set a rule that feeds itself to ``failed`` (a new version, by ``system``), once."""
+        current = await repository.get(conn, tenant_id, automation_id, for_update=True)
+        if current is None or current.status is RuleStatus.FAILED:
+            return
+        change = rules_domain.change_status(current, RuleStatus.FAILED, user_id="system", now=now, new_id=new_id)
+        if change is not None:
+            await repository.save(conn, change, now=now)
+            log.warning("rule_failed_runaway", automation_id=automation_id, tenant_id=tenant_id, reason=why)
 
     async def detect_event_triggers(conn: AsyncConnection, batch: Sequence[Consumed[Envelope]]) -> AfterCommit:
         """Evaluate the tenants' rules against a batch of domain events; emit detected/skipped."""
@@ -49,6 +84,7 @@ def register(runtime: Runtime, rules: RuleCache, *, clock: Callable[[], datetime
                 samples, await threshold_store.load(conn, [s.key for s in samples]), now=now)
             await threshold_store.save(conn, states, now=now)
             outgoing += crossings
+        outgoing = await control_flow(conn, [consumed.payload for consumed in batch], outgoing, now=now)
         await append_outbox(conn, outgoing)
 
         def after() -> None:

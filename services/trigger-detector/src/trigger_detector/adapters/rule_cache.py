@@ -45,6 +45,10 @@ class RuleCache:
             self._ordered[tenant_id] = [self._rules[tenant_id][key] for key in sorted(self._rules[tenant_id])]
         return len(changes)
 
+    def rule(self, tenant_id: str, automation_id: str) -> ActiveRule | None:
+        """One of the tenant's live rules as of the last refresh."""
+        return self._rules.get(tenant_id, {}).get(automation_id)
+
     def active_rules(self, tenant_id: str) -> list[ActiveRule]:
         """The tenant's deployed and paused rules as of the last refresh."""
         return self._ordered.get(tenant_id, [])

@@ -88,3 +88,25 @@ threshold_states = sa.Table(
     sa.Column("last_value", sa.Float, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+# When each rule fired for which subject: the history dedupe windows, rate limits and runaway
+# protection look back on; written in the transaction that decides the firing.
+rule_fires = sa.Table(
+    "rule_fires",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("automation_id", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("fired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("rule_fires_by_rule", "automation_id", "fired_at"),
+)
+
+# Subjects a ``subject.deleted`` event removed: later triggers for them are skipped.
+deleted_subjects = sa.Table(
+    "deleted_subjects",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("subject", sa.Text, primary_key=True),
+    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -43,7 +43,8 @@ class ActiveRule:
     definition: RuleDefinition
 
 
-def _stable_id(*parts: str) -> str:
+def stable_id(*parts: str) -> str:
+    """A name-based UUID of ``parts``: the same parts always name the same decision."""
     return str(uuid.uuid5(ID_NAMESPACE, "\x1f".join(parts)))
 
 
@@ -96,7 +97,7 @@ def decide(firing: Firing, *, now: datetime) -> Outgoing:
         skip = (SkipReason.CONDITIONS_FAILED, describe_failures(results))
     key_parts = (firing.tenant_id, *firing.key, rule.automation_id, str(rule.version))
     if skip is None:
-        run_id = decision_id = _stable_id("run", *key_parts)
+        run_id = decision_id = stable_id("run", *key_parts)
         payload: TriggerDetected | TriggerSkipped = TriggerDetected(
             run_id=run_id, automation_id=rule.automation_id, automation_version=rule.version, sequence=0,
             automation_name=name, category=rule.definition.category, trigger_kind=firing.kind,
@@ -105,7 +106,7 @@ def decide(firing: Firing, *, now: datetime) -> Outgoing:
         )
         topic, key = topics.TRIGGER_DETECTED, run_id
     else:
-        skip_id = decision_id = _stable_id("skip", *key_parts)
+        skip_id = decision_id = stable_id("skip", *key_parts)
         payload = TriggerSkipped(
             skip_id=skip_id, automation_id=rule.automation_id, automation_version=rule.version,
             automation_name=name, category=rule.definition.category, trigger_kind=firing.kind,
