@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from trigger_detector import SCHEMA, api, handlers
 from trigger_detector.adapters.rule_cache import RuleCache
-from trigger_detector.adapters.scheduler import ScheduleDriver
+from trigger_detector.adapters.scheduler import BehaviorTimers, ScheduleDriver
 
 
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     handlers.register(runtime, RuleCache(), clock=clock)
     handlers.register_stats(runtime)
     runtime.background.append(ScheduleDriver(runtime, clock=clock).run)
+    runtime.background.append(BehaviorTimers(runtime, clock=clock).run)
     return build_service(
         runtime,
         title="trigger-detector",

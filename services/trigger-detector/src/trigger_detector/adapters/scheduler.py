@@ -1,4 +1,6 @@
-"""The schedule loop: fires every due slot of every deployed schedule exactly once.
+"""The clock-driven loops of the trigger-detector: schedule slots and behaviour timers.
+
+**Schedules** — every due slot of every deployed schedule fires exactly once.
 
 Each pass claims due ``schedules`` rows with ``FOR UPDATE SKIP LOCKED`` — so replicas split the
 due rules and never decide the same one at once — plans each rule's slots (misfire policy),
@@ -12,8 +14,7 @@ detectors run and however often they restart. Clock passed in, like the executor
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -26,13 +27,32 @@ from automation_shared.service import Runtime
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trigger_detector.adapters.tables import automation_runs, automations, schedules
+from trigger_detector.adapters import behavior_store
+from trigger_detector.adapters.tables import automation_runs, automations, behavior_states, schedules
+from trigger_detector.domain.behavior import BEHAVIOR_TYPES, BehaviorState, Key, decide_on_timer
 from trigger_detector.domain.detection import ActiveRule, decide_on_schedule
 from trigger_detector.domain.rules import schedule_trigger
 from trigger_detector.domain.schedule import ScheduleError, plan_slots
 
 log = get_logger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
+
+
+async def run_passes(fire_due: Callable[[], Awaitable[int]], *, poll_seconds: float, batch: int,
+                     name: str) -> None:
+    """Call ``fire_due`` forever: a full batch goes straight on, a partial one waits ``poll_seconds``,
+    an error backs off (its transaction rolled back: what was due stays due)."""
+    backoff = poll_seconds
+    while True:
+        try:
+            claimed = await fire_due()
+            backoff = poll_seconds
+        except Exception as exc:  # noqa: BLE001 - nothing was decided; the next pass retries
+            log.exception("timer_pass_failed", loop=name, error=repr(exc), retry_in=backoff)
+            claimed = 0
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        if claimed < batch:
+            await asyncio.sleep(backoff)
 
 
 class ScheduleDriver:
@@ -46,19 +66,8 @@ class ScheduleDriver:
         self._batch = batch
 
     async def run(self) -> None:
-        """Fire due slots forever; a full batch goes straight on, an error backs off."""
-        backoff = self._poll_seconds
-        while True:
-            try:
-                claimed = await self.fire_due()
-                backoff = self._poll_seconds
-            except Exception as exc:  # noqa: BLE001 - the transaction rolled back: the slots stay due
-                log.exception("schedule_pass_failed", error=repr(exc), retry_in=backoff)
-                claimed = 0
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-            if claimed < self._batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.sleep(backoff)
+        """Fire due slots forever."""
+        await run_passes(self.fire_due, poll_seconds=self._poll_seconds, batch=self._batch, name="schedule")
 
     async def fire_due(self) -> int:
         """One pass: decide every due slot of up to ``batch`` rules; returns how many rules it claimed."""
@@ -119,3 +128,73 @@ class ScheduleDriver:
             await conn.execute(schedules.update().where(where).values(next_due_at=plan.next_due))
         return decide_on_schedule(rule, trigger, plan.fire, tenant_id=row.tenant_id,
                                   previous_run_running=running, now=now)
+
+
+class BehaviorTimers:
+    """Background loop firing behaviour timers that came due (abandoned carts, dormant customers, …).
+
+    Like schedules: due ``behavior_states`` rows are claimed with ``FOR UPDATE SKIP LOCKED``, and
+    each firing (named by rule, subject and due time) is written to the outbox in the transaction
+    that disarms the timer, so a timer fires once, after restarts too.
+    """
+
+    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime], poll_seconds: float = 1.0,
+                 batch: int = 500) -> None:
+        self._runtime = runtime
+        self._clock = clock
+        self._poll_seconds = poll_seconds
+        self._batch = batch
+
+    async def run(self) -> None:
+        """Fire due timers forever."""
+        await run_passes(self.fire_due, poll_seconds=self._poll_seconds, batch=self._batch, name="behavior")
+
+    async def fire_due(self) -> int:
+        """One pass: fire up to ``batch`` due timers; returns how many it claimed."""
+        now = self._clock()
+        async with self._runtime.unit_of_work() as conn:
+            rows = (await conn.execute(
+                sa.select(behavior_states, automations.c.version.label("rule_version"), automations.c.status,
+                          automations.c.definition, automations.c.deleted_at)
+                .join(automations, automations.c.id == behavior_states.c.automation_id)
+                .where(behavior_states.c.due_at <= now)
+                .order_by(behavior_states.c.due_at)
+                .limit(self._batch)
+                .with_for_update(of=behavior_states, skip_locked=True)
+            )).all()
+            outgoing: list[Outgoing] = []
+            disarmed: dict[Key, BehaviorState] = {}
+            for row in rows:
+                key = (row.automation_id, row.subject)
+                state = behavior_store.to_state(row)
+                rule = _live_rule(row)
+                trigger = next((t for t in rule.definition.triggers if isinstance(t, BEHAVIOR_TYPES)), None) \
+                    if rule is not None else None
+                if rule is None or trigger is None:
+                    disarmed[key] = BehaviorState(state.version)
+                    continue
+                disarmed[key], fired = decide_on_timer(rule, trigger, state, tenant_id=row.tenant_id,
+                                                       subject=row.subject, now=now)
+                if fired is not None:
+                    outgoing.append(fired)
+            await behavior_store.save(conn, disarmed, {(r.automation_id, r.subject): r.tenant_id for r in rows},
+                                      now=now)
+            await append_outbox(conn, outgoing)
+        detected = sum(1 for item in outgoing if item.topic.endswith("detected"))
+        service = self._runtime.settings.service_name
+        metrics.TRIGGERS.labels(service, "behavior", "detected").inc(detected)
+        metrics.TRIGGERS.labels(service, "behavior", "skipped").inc(len(outgoing) - detected)
+        return len(rows)
+
+
+def _live_rule(row: Any) -> ActiveRule | None:
+    """The rule a timer belongs to, when it can still fire (deployed or paused, not deleted, loadable)."""
+    if row.deleted_at is not None or row.status not in (RuleStatus.DEPLOYED.value, RuleStatus.PAUSED.value):
+        return None
+    try:
+        definition = RuleDefinition.model_validate(row.definition)
+    except ValidationError as exc:
+        log.error("stored_rule_unreadable", automation_id=row.automation_id, error=str(exc))
+        return None
+    return ActiveRule(automation_id=row.automation_id, version=row.rule_version, status=RuleStatus(row.status),
+                      definition=definition)

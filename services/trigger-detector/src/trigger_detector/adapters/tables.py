@@ -110,3 +110,19 @@ deleted_subjects = sa.Table(
     sa.Column("subject", sa.Text, primary_key=True),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+# Where each (behaviour rule, subject) stands, with its armed timer: the timer loop claims rows
+# whose ``due_at`` passed (FOR UPDATE SKIP LOCKED) and decides them with the outbox.
+behavior_states = sa.Table(
+    "behavior_states",
+    metadata,
+    sa.Column("automation_id", sa.Text, primary_key=True),
+    sa.Column("subject", sa.Text, primary_key=True),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("state", JSONB, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("behavior_states_due", "due_at", postgresql_where=sa.text("due_at IS NOT NULL")),
+)
