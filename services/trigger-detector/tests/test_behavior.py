@@ -14,7 +14,7 @@ from trigger_detector.domain.behavior import (
     observations_in,
     observe,
 )
-from trigger_detector.domain.detection import ActiveRule
+from trigger_detector.domain.detection import ActiveRule, decide
 
 T0 = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -36,7 +36,7 @@ def run(active: ActiveRule, events: list[Envelope]) -> tuple[BehaviorState, list
     for e in events:
         moved, out = decide_on_observations(observations_in([active], e), states, now=e.time or T0)
         states.update(moved)
-        fired += [o.envelope.data["trigger_event"]["id"] for o in out if o.envelope]
+        fired += [f.trigger_event.id for f in out if f.trigger_event]
     return states.get(("b1", "c-1"), BehaviorState(active.version)), fired
 
 
@@ -54,8 +54,10 @@ def test_a_due_timer_fires_once_with_the_last_cart_as_context() -> None:
     state, _ = run(active, [event("cart.updated", 0, {"cart_total": 80})])
     after, fired = decide_on_timer(active, active.definition.triggers[0], state, tenant_id="t",  # type: ignore[arg-type]
                                    subject="c-1", now=T0 + timedelta(hours=3))
-    assert after.due_at is None and fired is not None and fired.envelope is not None
-    data = fired.envelope.data
+    assert after.due_at is None and fired is not None
+    decided = decide(fired, now=T0)
+    assert decided.envelope is not None
+    data = decided.envelope.data
     assert data["trigger_kind"] == "behavior" and data["context"]["cart_total"] == 80
     assert data["context"]["behavior"]["pattern"] == "abandoned_cart"
     again, nothing = decide_on_timer(active, active.definition.triggers[0], after, tenant_id="t",  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ from automation_shared.testing import (
     wait_until,
 )
 from sqlalchemy.ext.asyncio import create_async_engine
+from trigger_detector.handlers import CONSUMER
 from trigger_detector.main import create_app
 
 pytestmark = pytest.mark.integration
@@ -414,3 +415,28 @@ async def test_flow_control_and_loops_on_kafka(td: tuple[Settings, httpx.AsyncCl
     assert stopped["status"] == "failed"
     versions = (await client.get(f"/api/v1/automations/{looping['id']}/versions", headers=auth)).json()["versions"]
     assert (versions[-1]["label"], versions[-1]["actor"]) == ("failed", "system")
+
+
+async def test_a_two_trigger_rule_fires_when_both_happened_for_the_subject(
+    td: tuple[Settings, httpx.AsyncClient],
+) -> None:
+    settings, client = td
+    auth = bearer(settings, "pair", "manager")
+    rule = {**EVENT_RULE, "name": "viewed then ordered", "status": "deployed", "conditions": [],
+            "triggers": [{"kind": "event", "event_type": "product.viewed"},
+                         {"kind": "event", "event_type": "order.created"}]}
+    rid = (await client.post("/api/v1/automations", json=rule, headers=auth)).json()["id"]
+    viewed = domain_event("pair", "product.viewed", {"sku": "a"}, subject="c-1")
+    other = domain_event("pair", "order.created", {"amount": 5}, subject="c-2")
+    ordered = domain_event("pair", "order.created", {"amount": 5}, subject="c-1")
+    async with KafkaProbe(settings) as probe:
+        await probe.publish_event(topics.DOMAIN_EVENTS, viewed)
+        await probe.wait_consumed(CONSUMER, topics.DOMAIN_EVENTS)  # the first half waits in Postgres
+        await probe.publish_event(topics.DOMAIN_EVENTS, other)
+        await probe.publish_event(topics.DOMAIN_EVENTS, ordered)
+        detected = await probe.wait_for(topics.TRIGGER_DETECTED, lambda r: r["data"]["automation_id"] == rid)
+        await probe.wait_consumed(CONSUMER, topics.DOMAIN_EVENTS)
+        detected = [r for r in await probe.read_all(topics.TRIGGER_DETECTED) if r["data"]["automation_id"] == rid]
+    assert len(detected) == 1 and detected[0]["subject"] == "c-1"
+    assert detected[0]["data"]["trigger_event"]["id"] == ordered.id
+    assert detected[0]["data"]["context"]["sku"] == "a"  # the first trigger's data is in the snapshot

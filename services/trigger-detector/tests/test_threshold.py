@@ -9,7 +9,7 @@ from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.rules import RuleDefinition, RuleStatus, ThresholdTrigger
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from trigger_detector.domain.detection import ActiveRule
+from trigger_detector.domain.detection import ActiveRule, decide
 from trigger_detector.domain.threshold import (
     Sample,
     ThresholdState,
@@ -96,7 +96,8 @@ def test_a_batch_advances_each_subject_in_order_and_decides_crossings() -> None:
                      subject=subject, event_id=f"e-{n}")
                for n, (subject, v) in enumerate([("s1", 5), ("s2", 1), ("s1", 2), ("s1", 1), ("s2", 9)])]
     samples: list[Sample] = [s for e in reports for s in samples_in([rule()], e)]
-    states, decisions = decide_on_samples(samples, {}, now=NOW)
+    states, firings = decide_on_samples(samples, {}, now=NOW)
+    decisions = [decide(f, now=NOW) for f in firings]
     assert [(d.envelope.data["trigger_event"]["id"], d.topic) for d in decisions if d.envelope] == [
         ("e-1", "trigger.detected"), ("e-2", "trigger.detected")]
     assert states[("low", "s1")] == ThresholdState(1, armed=False, last_value=1.0)

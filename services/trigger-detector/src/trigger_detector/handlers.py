@@ -18,12 +18,12 @@ from automation_shared.service import Runtime
 from automation_shared.system import new_uuid, utcnow
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trigger_detector.adapters import behavior_store, flow_store, repository, run_stats, threshold_store
+from trigger_detector.adapters import behavior_store, flow_store, match_store, repository, run_stats, threshold_store
 from trigger_detector.adapters.rule_cache import RuleCache
 from trigger_detector.domain import flow
 from trigger_detector.domain import rules as rules_domain
 from trigger_detector.domain.behavior import decide_on_observations, observations_in
-from trigger_detector.domain.detection import decide_on_event
+from trigger_detector.domain.detection import event_firings
 from trigger_detector.domain.threshold import decide_on_samples, samples_in
 
 CONSUMER = "event-detector"
@@ -75,23 +75,24 @@ def register(runtime: Runtime, rules: RuleCache, *, clock: Callable[[], datetime
         """Evaluate the tenants' rules against a batch of domain events; emit detected/skipped."""
         await rules.refresh(conn)
         now = clock()
-        outgoing = [item for consumed in batch
-                    for item in decide_on_event(rules.active_rules(consumed.payload.tenantid), consumed.payload,
-                                                now=now)]
+        firings = [firing for consumed in batch
+                   for firing in event_firings(rules.active_rules(consumed.payload.tenantid), consumed.payload,
+                                               now=now)]
         samples = [sample for consumed in batch
                    for sample in samples_in(rules.active_rules(consumed.payload.tenantid), consumed.payload)]
         if samples:
             states, crossings = decide_on_samples(
                 samples, await threshold_store.load(conn, [s.key for s in samples]), now=now)
             await threshold_store.save(conn, states, now=now)
-            outgoing += crossings
+            firings += crossings
         observations = [item for consumed in batch
                         for item in observations_in(rules.active_rules(consumed.payload.tenantid), consumed.payload)]
         if observations:
             moved, completed = decide_on_observations(
                 observations, await behavior_store.load(conn, [o.key for o in observations]), now=now)
             await behavior_store.save(conn, moved, {o.key: o.event.tenantid for o in observations}, now=now)
-            outgoing += completed
+            firings += completed
+        outgoing = await match_store.decide_all(conn, firings, now=now)
         outgoing = await control_flow(conn, [consumed.payload for consumed in batch], outgoing, now=now)
         await append_outbox(conn, outgoing)
 

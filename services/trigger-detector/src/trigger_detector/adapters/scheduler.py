@@ -27,10 +27,10 @@ from automation_shared.service import Runtime
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trigger_detector.adapters import behavior_store
+from trigger_detector.adapters import behavior_store, match_store
 from trigger_detector.adapters.tables import automation_runs, automations, behavior_states, schedules
 from trigger_detector.domain.behavior import BEHAVIOR_TYPES, BehaviorState, Key, decide_on_timer
-from trigger_detector.domain.detection import ActiveRule, decide_on_schedule
+from trigger_detector.domain.detection import ActiveRule, Firing, decide_on_schedule
 from trigger_detector.domain.rules import schedule_trigger
 from trigger_detector.domain.schedule import ScheduleError, plan_slots
 
@@ -162,7 +162,7 @@ class BehaviorTimers:
                 .limit(self._batch)
                 .with_for_update(of=behavior_states, skip_locked=True)
             )).all()
-            outgoing: list[Outgoing] = []
+            firings: list[Firing] = []
             disarmed: dict[Key, BehaviorState] = {}
             for row in rows:
                 key = (row.automation_id, row.subject)
@@ -176,7 +176,8 @@ class BehaviorTimers:
                 disarmed[key], fired = decide_on_timer(rule, trigger, state, tenant_id=row.tenant_id,
                                                        subject=row.subject, now=now)
                 if fired is not None:
-                    outgoing.append(fired)
+                    firings.append(fired)
+            outgoing = await match_store.decide_all(conn, firings, now=now)
             await behavior_store.save(conn, disarmed, {(r.automation_id, r.subject): r.tenant_id for r in rows},
                                       now=now)
             await append_outbox(conn, outgoing)

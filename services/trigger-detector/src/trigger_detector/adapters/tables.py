@@ -126,3 +126,14 @@ behavior_states = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("behavior_states_due", "due_at", postgresql_where=sa.text("due_at IS NOT NULL")),
 )
+
+
+# Two-trigger rules: which of a rule's triggers happened for a subject, waiting for the other.
+match_states = sa.Table(
+    "match_states",
+    metadata,
+    sa.Column("automation_id", sa.Text, primary_key=True),
+    sa.Column("subject", sa.Text, primary_key=True),
+    sa.Column("partials", JSONB, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -35,10 +35,9 @@ from automation_shared.contracts.rules import (
     ProductViewedNotBought,
     RepeatPurchase,
 )
-from automation_shared.delivery import Outgoing
 
 from trigger_detector.domain.conditions import event_context
-from trigger_detector.domain.detection import ActiveRule, Firing, decide
+from trigger_detector.domain.detection import ActiveRule, Firing
 
 Behavior = AbandonedCart | ProductViewedNotBought | RepeatPurchase | HighValueCustomer | DormantCustomer
 BEHAVIOR_TYPES: Final = (AbandonedCart, ProductViewedNotBought, RepeatPurchase, HighValueCustomer, DormantCustomer)
@@ -129,7 +128,7 @@ def describe(trigger: Behavior, state: BehaviorState) -> dict[str, Any]:
 
 
 def _firing(rule: ActiveRule, trigger: Behavior, state: BehaviorState, *, tenant_id: str, subject: str,
-            key: tuple[str, ...], now: datetime, cause: Envelope | None) -> Outgoing:
+            key: tuple[str, ...], now: datetime, cause: Envelope | None) -> Firing:
     last = state.last_event
     data: Mapping[str, Any] = last.get("data", {})
     at = datetime.fromisoformat(last["time"]) if "time" in last else now
@@ -137,8 +136,9 @@ def _firing(rule: ActiveRule, trigger: Behavior, state: BehaviorState, *, tenant
                    time=at) if "id" in last else None
     context = event_context(ref, data, at) if ref is not None else {"subject": {"id": subject}}
     context["behavior"] = describe(trigger, state)
-    return decide(Firing(rule=rule, kind=TriggerKind.BEHAVIOR, tenant_id=tenant_id, subject=subject or None,
-                         context=context, key=key, trigger_event=ref, cause=cause), now=now)
+    return Firing(rule=rule, kind=TriggerKind.BEHAVIOR, tenant_id=tenant_id, subject=subject or None,
+                  context=context, key=key, trigger_event=ref, cause=cause,
+                  trigger_index=rule.definition.triggers.index(trigger))
 
 
 @dataclass(frozen=True)
@@ -163,10 +163,10 @@ def observations_in(rules: Sequence[ActiveRule], event: Envelope) -> list[Observ
 
 
 def decide_on_observations(observations: Sequence[Observation], states: Mapping[Key, BehaviorState], *,
-                           now: datetime) -> tuple[dict[Key, BehaviorState], list[Outgoing]]:
+                           now: datetime) -> tuple[dict[Key, BehaviorState], list[Firing]]:
     """Advance each (rule, subject) by its events in order; the new states and immediate firings."""
     updated: dict[Key, BehaviorState] = {}
-    outgoing: list[Outgoing] = []
+    outgoing: list[Firing] = []
     for item in observations:
         state = updated.get(item.key) or states.get(item.key)
         if state is None or state.version != item.rule.version:
@@ -181,7 +181,7 @@ def decide_on_observations(observations: Sequence[Observation], states: Mapping[
 
 
 def decide_on_timer(rule: ActiveRule, trigger: Behavior, state: BehaviorState, *, tenant_id: str, subject: str,
-                    now: datetime) -> tuple[BehaviorState, Outgoing | None]:
+                    now: datetime) -> tuple[BehaviorState, Firing | None]:
     """A timer that came due: the firing (named by rule, subject and due time), and the disarmed state.
 
     A state of an older rule version, or without a timer, disarms without firing.

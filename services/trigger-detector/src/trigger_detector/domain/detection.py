@@ -75,6 +75,8 @@ class Firing:
     """A reason found before the conditions (e.g. the previous run is still running)."""
     test_mode: bool = False
     """Run the chain without real side effects (the test runner)."""
+    trigger_index: int = 0
+    """Which of the rule's triggers happened (two-trigger rules fire when both did)."""
 
 
 def decide(firing: Firing, *, now: datetime) -> Outgoing:
@@ -119,20 +121,21 @@ def decide(firing: Firing, *, now: datetime) -> Outgoing:
     return Outgoing(topic=topic, key=key, envelope=envelope)
 
 
-def decide_on_event(rules: Sequence[ActiveRule], event: Envelope, *, now: datetime) -> list[Outgoing]:
-    """``trigger.detected`` / ``trigger.skipped`` for every rule ``event`` matches."""
+def event_firings(rules: Sequence[ActiveRule], event: Envelope, *, now: datetime) -> list[Firing]:
+    """A firing for every event trigger of ``rules`` that ``event`` matches."""
     at = event.time or now
     ref = EventRef(id=event.id, type=event.type, source=event.source, subject=event.subject, time=at)
     context = event_context(ref, event.data, at)
-    outgoing: list[Outgoing] = []
-    for rule in rules:
-        trigger = next((t for t in rule.definition.triggers if isinstance(t, EventTrigger)), None)
-        if trigger is None or not matches(trigger, event, context):
-            continue
-        outgoing.append(decide(Firing(rule=rule, kind=TriggerKind.EVENT, tenant_id=event.tenantid,
-                                      subject=event.subject, context=context, key=(event.source, event.id),
-                                      trigger_event=ref, cause=event), now=now))
-    return outgoing
+    return [Firing(rule=rule, kind=TriggerKind.EVENT, tenant_id=event.tenantid, subject=event.subject,
+                   context=context, key=(event.source, event.id), trigger_event=ref, cause=event, trigger_index=index)
+            for rule in rules for index, trigger in enumerate(rule.definition.triggers)
+            if isinstance(trigger, EventTrigger) and matches(trigger, event, context)]
+
+
+def decide_on_event(rules: Sequence[ActiveRule], event: Envelope, *, now: datetime) -> list[Outgoing]:
+    """``trigger.detected`` / ``trigger.skipped`` for every rule ``event`` matches (one-trigger rules;
+    the detection handler resolves two-trigger rules through ``domain.matching``)."""
+    return [decide(firing, now=now) for firing in event_firings(rules, event, now=now)]
 
 
 def schedule_context(slot: datetime, timezone: str) -> dict[str, Any]:

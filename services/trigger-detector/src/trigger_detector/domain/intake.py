@@ -244,6 +244,10 @@ def _flat_loc(loc: Loc) -> Loc:
 def _policy_problems(definition: RuleDefinition) -> list[Problem]:
     """The platform's rules beyond the model's shape."""
     problems: list[Problem] = []
+    if len(definition.triggers) > 1:
+        problems += [Problem(("triggers", index), "a schedule has no subject to match another trigger with; use "
+                                                  "one schedule trigger and conditions (e.g. on time.weekday)")
+                     for index, trigger in enumerate(definition.triggers) if isinstance(trigger, ScheduleTrigger)]
     for index, trigger in enumerate(definition.triggers):
         if isinstance(trigger, ScheduleTrigger) and trigger.cron is not None:
             try:

@@ -25,10 +25,9 @@ from automation_shared.contracts.context import MISSING, lookup
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import EventRef, TriggerKind
 from automation_shared.contracts.rules import ThresholdTrigger
-from automation_shared.delivery import Outgoing
 
 from trigger_detector.domain.conditions import event_context
-from trigger_detector.domain.detection import ActiveRule, Firing, decide
+from trigger_detector.domain.detection import ActiveRule, Firing
 
 METRIC_EVENT: Final = "metric.reported"
 
@@ -94,8 +93,8 @@ def step(trigger: ThresholdTrigger, state: ThresholdState, value: float) -> tupl
 
 def decide_on_sample(rule: ActiveRule, trigger: ThresholdTrigger, state: ThresholdState | None, value: float,
                      event: Envelope, context: Mapping[str, Any], *,
-                     now: datetime) -> tuple[ThresholdState, Outgoing | None]:
-    """Advance one (rule, subject) by a sample; on a crossing, the decision (detected or skipped)."""
+                     now: datetime) -> tuple[ThresholdState, Firing | None]:
+    """Advance one (rule, subject) by a sample; on a crossing, the firing to decide."""
     if state is None or state.version != rule.version:
         state = ThresholdState(rule.version)
     previous = state.last_value
@@ -106,9 +105,10 @@ def decide_on_sample(rule: ActiveRule, trigger: ThresholdTrigger, state: Thresho
     ref = EventRef(id=event.id, type=event.type, source=event.source, subject=event.subject, time=at)
     snapshot = {**context, "metric": {"name": trigger.metric, "value": value, "previous": previous,
                                       "threshold": trigger.value, "operator": trigger.operator}}
-    return state, decide(Firing(rule=rule, kind=TriggerKind.THRESHOLD, tenant_id=event.tenantid,
-                                subject=event.subject, context=snapshot, key=("threshold", event.source, event.id),
-                                trigger_event=ref, cause=event), now=now)
+    index = rule.definition.triggers.index(trigger)
+    return state, Firing(rule=rule, kind=TriggerKind.THRESHOLD, tenant_id=event.tenantid, subject=event.subject,
+                         context=snapshot, key=("threshold", event.source, event.id), trigger_event=ref, cause=event,
+                         trigger_index=index)
 
 
 Key = tuple[str, str]
@@ -140,10 +140,10 @@ def samples_in(rules: Sequence[ActiveRule], event: Envelope) -> list[Sample]:
 
 
 def decide_on_samples(samples: Sequence[Sample], states: Mapping[Key, ThresholdState], *,
-                      now: datetime) -> tuple[dict[Key, ThresholdState], list[Outgoing]]:
-    """Advance every (rule, subject) by its samples in order; the new states and the decisions."""
+                      now: datetime) -> tuple[dict[Key, ThresholdState], list[Firing]]:
+    """Advance every (rule, subject) by its samples in order; the new states and the crossings."""
     updated: dict[Key, ThresholdState] = {}
-    outgoing: list[Outgoing] = []
+    outgoing: list[Firing] = []
     for sample in samples:
         event = sample.event
         at = event.time or now
