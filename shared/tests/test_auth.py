@@ -151,3 +151,16 @@ def test_audience_and_issuer_are_enforced_when_configured(extra: dict[str, Any])
 def test_without_configured_audience_and_issuer_no_claim_is_needed() -> None:
     assert "aud" not in jwt.decode(issue_token(SETTINGS, "acme", []), options={"verify_signature": False})
     assert verify_token(SETTINGS, signed({"sub": "u1", "tenant_id": "acme", "iss": "anyone"})).user_id == "u1"
+
+
+def test_a_fast_clock_is_for_test_stacks_only() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from automation_shared.system import clock_of, utcnow
+
+    with pytest.raises(InsecureSettings, match="CLOCK_RATE"):
+        check_production_safety(Settings(jwt_secret="x" * 40, clock_rate=60, dev_mode=False))
+    check_production_safety(Settings(jwt_secret="x" * 40, clock_rate=60, dev_mode=True))
+    assert clock_of(1.0, None) is utcnow
+    epoch = datetime.now(UTC) - timedelta(seconds=10)
+    assert clock_of(60, epoch)() >= epoch + timedelta(minutes=10)

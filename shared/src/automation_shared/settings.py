@@ -12,6 +12,7 @@ never verify a token.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -98,6 +99,12 @@ class Settings(BaseSettings):
         description="A rule firing for one subject more often than this within `runaway_window_minutes` is set "
                     "to failed (a loop that the automation chain cannot see).")
     runaway_window_minutes: float = Field(10.0, gt=0, le=10_080, description="Window of `runaway_fire_limit`.")
+    clock_rate: float = Field(
+        1.0, gt=0, le=100_000,
+        description="Test stacks only: the services' clock runs this many times faster than real time from "
+                    "`clock_epoch`, so schedules and timers come due quickly (refused outside dev mode).")
+    clock_epoch: datetime | None = Field(
+        None, description="The instant a faster clock starts from (the same on every replica).")
     log_level: str = Field("INFO", description="Log level.")
 
     @field_validator("jwt_secret")
@@ -134,3 +141,6 @@ def check_production_safety(settings: Settings) -> None:
             "set AUTOMATION_JWT_SECRET to a secret of at least "
             f"{MIN_JWT_SECRET_BYTES} bytes, or AUTOMATION_DEV_MODE=true on a local development stack"
         )
+    if settings.clock_rate != 1.0 and not settings.dev_mode:
+        raise InsecureSettings("AUTOMATION_CLOCK_RATE makes the clock run fast: for test stacks only "
+                               "(AUTOMATION_DEV_MODE=true)")

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from automation_shared.service import build_service, create_runtime
 from automation_shared.settings import Settings
-from automation_shared.system import utcnow
+from automation_shared.system import clock_of
 from fastapi import FastAPI
 
 from trigger_detector import SCHEMA, api, handlers
@@ -15,12 +15,14 @@ from trigger_detector.adapters.rule_cache import RuleCache
 from trigger_detector.adapters.scheduler import BehaviorTimers, ScheduleDriver
 
 
-def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
-    """The trigger-detector app: rules API, event ingest, detection consumer, schedule loop.
+def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
+    """The trigger-detector app: rules API, event ingest, detection consumer, schedule and timer loops.
 
-    ``clock`` is the one clock of routes, handlers and the schedule loop (tests run it faster).
+    ``clock`` is the one clock of routes, handlers and loops: by default the real one, or the
+    faster one test stacks configure (``AUTOMATION_CLOCK_RATE``); in-process tests pass their own.
     """
     settings = settings or Settings(service_name="trigger-detector")
+    clock = clock or clock_of(settings.clock_rate, settings.clock_epoch)
     runtime = create_runtime(settings, SCHEMA)
     handlers.register(runtime, RuleCache(), clock=clock)
     handlers.register_stats(runtime)
