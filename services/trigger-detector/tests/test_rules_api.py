@@ -440,3 +440,27 @@ async def test_a_two_trigger_rule_fires_when_both_happened_for_the_subject(
     assert len(detected) == 1 and detected[0]["subject"] == "c-1"
     assert detected[0]["data"]["trigger_event"]["id"] == ordered.id
     assert detected[0]["data"]["context"]["sku"] == "a"  # the first trigger's data is in the snapshot
+
+
+async def test_conditions_see_what_earlier_events_said_about_the_subject(
+    td: tuple[Settings, httpx.AsyncClient],
+) -> None:
+    settings, client = td
+    auth = bearer(settings, "profiled", "manager")
+    rule = {**EVENT_RULE, "name": "gold customers' orders", "status": "deployed",
+            "conditions": [{"field": "subject.tier", "operator": "=", "value": "gold"},
+                           {"field": "metrics.lifetime_value", "operator": ">", "value": 1000}]}
+    rid = (await client.post("/api/v1/automations", json=rule, headers=auth)).json()["id"]
+    events = [domain_event("profiled", "customer.updated", {"tier": "gold"}, subject="c-1"),
+              domain_event("profiled", "metric.reported", {"metric": "lifetime_value", "value": 1500}, subject="c-1"),
+              domain_event("profiled", "order.created", {"amount": 5}, subject="c-1"),
+              domain_event("profiled", "order.created", {"amount": 5}, subject="c-2")]
+    async with KafkaProbe(settings) as probe:
+        for envelope in events:
+            await probe.publish_event(topics.DOMAIN_EVENTS, envelope)
+        await probe.wait_for(topics.TRIGGER_SKIPPED, lambda r: r["data"]["automation_id"] == rid)
+        await probe.wait_consumed(CONSUMER, topics.DOMAIN_EVENTS)
+        detected = [r for r in await probe.read_all(topics.TRIGGER_DETECTED) if r["data"]["automation_id"] == rid]
+    assert [r["subject"] for r in detected] == ["c-1"]
+    assert detected[0]["data"]["context"]["subject"] == {"tier": "gold", "amount": 5, "id": "c-1"}  # with its own data
+    assert detected[0]["data"]["context"]["metrics"] == {"lifetime_value": 1500.0}

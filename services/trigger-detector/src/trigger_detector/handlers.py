@@ -12,18 +12,28 @@ from automation_shared.contracts.events import RunFinished, TriggerDetected
 from automation_shared.contracts.jsonsafe import MAX_INGRESS_DEPTH
 from automation_shared.contracts.rules import RuleStatus
 from automation_shared.delivery import Outgoing, append_outbox
+from automation_shared.inbox import inbox_key
 from automation_shared.logging import get_logger
 from automation_shared.messaging import AfterCommit, Consumed, Delivery, Subscription, payload_of
 from automation_shared.service import Runtime
 from automation_shared.system import new_uuid, utcnow
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trigger_detector.adapters import behavior_store, flow_store, match_store, repository, run_stats, threshold_store
+from trigger_detector.adapters import (
+    behavior_store,
+    flow_store,
+    match_store,
+    profile_store,
+    repository,
+    run_stats,
+    threshold_store,
+)
 from trigger_detector.adapters.rule_cache import RuleCache
 from trigger_detector.domain import flow
 from trigger_detector.domain import rules as rules_domain
 from trigger_detector.domain.behavior import decide_on_observations, observations_in
 from trigger_detector.domain.detection import event_firings
+from trigger_detector.domain.profiles import fold, view
 from trigger_detector.domain.threshold import decide_on_samples, samples_in
 
 CONSUMER = "event-detector"
@@ -75,25 +85,27 @@ def register(runtime: Runtime, rules: RuleCache, *, clock: Callable[[], datetime
         """Evaluate the tenants' rules against a batch of domain events; emit detected/skipped."""
         await rules.refresh(conn)
         now = clock()
-        firings = [firing for consumed in batch
-                   for firing in event_firings(rules.active_rules(consumed.payload.tenantid), consumed.payload,
-                                               now=now)]
-        samples = [sample for consumed in batch
-                   for sample in samples_in(rules.active_rules(consumed.payload.tenantid), consumed.payload)]
+        events = [consumed.payload for consumed in batch]
+        profiled = [(e.tenantid, e.subject) for e in events if e.subject and rules.reads_profiles(e.tenantid)]
+        seen, profiles = fold(events, await profile_store.load(conn, profiled), keep=rules.reads_profiles)
+        await profile_store.save(conn, profiles, now=now)
+        known = {inbox_key(e): view(profile, e.subject) for e, profile in zip(events, seen, strict=True) if profile}
+        firings = [firing for e in events for firing in event_firings(rules.active_rules(e.tenantid), e, now=now,
+                                                                      known=known.get(inbox_key(e)))]
+        samples = [sample for e in events for sample in samples_in(rules.active_rules(e.tenantid), e)]
         if samples:
             states, crossings = decide_on_samples(
-                samples, await threshold_store.load(conn, [s.key for s in samples]), now=now)
+                samples, await threshold_store.load(conn, [s.key for s in samples]), now=now, known=known)
             await threshold_store.save(conn, states, now=now)
             firings += crossings
-        observations = [item for consumed in batch
-                        for item in observations_in(rules.active_rules(consumed.payload.tenantid), consumed.payload)]
+        observations = [item for e in events for item in observations_in(rules.active_rules(e.tenantid), e)]
         if observations:
             moved, completed = decide_on_observations(
                 observations, await behavior_store.load(conn, [o.key for o in observations]), now=now)
             await behavior_store.save(conn, moved, {o.key: o.event.tenantid for o in observations}, now=now)
             firings += completed
         outgoing = await match_store.decide_all(conn, firings, now=now)
-        outgoing = await control_flow(conn, [consumed.payload for consumed in batch], outgoing, now=now)
+        outgoing = await control_flow(conn, events, outgoing, now=now)
         await append_outbox(conn, outgoing)
 
         def after() -> None:

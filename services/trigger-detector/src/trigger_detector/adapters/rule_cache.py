@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trigger_detector.adapters.repository import rules_changed_since
 from trigger_detector.domain.detection import ActiveRule
+from trigger_detector.domain.profiles import reads_profiles
 
 
 class RuleCache:
@@ -23,6 +24,7 @@ class RuleCache:
         self._revision = 0
         self._rules: dict[str, dict[str, ActiveRule]] = {}
         self._ordered: dict[str, list[ActiveRule]] = {}
+        self._profiles: dict[str, bool] = {}
 
     @property
     def revision(self) -> int:
@@ -43,7 +45,12 @@ class RuleCache:
             self._revision = max(self._revision, change.revision)
         for tenant_id in touched:
             self._ordered[tenant_id] = [self._rules[tenant_id][key] for key in sorted(self._rules[tenant_id])]
+            self._profiles[tenant_id] = reads_profiles([rule.definition for rule in self._ordered[tenant_id]])
         return len(changes)
+
+    def reads_profiles(self, tenant_id: str) -> bool:
+        """Whether a live rule of the tenant reads subject profiles (``subject.*``, ``metrics.*``)."""
+        return self._profiles.get(tenant_id, False)
 
     def rule(self, tenant_id: str, automation_id: str) -> ActiveRule | None:
         """One of the tenant's live rules as of the last refresh."""

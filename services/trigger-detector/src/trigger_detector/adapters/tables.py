@@ -137,3 +137,15 @@ match_states = sa.Table(
     sa.Column("partials", JSONB, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+# What is known about each subject from its events (only for tenants whose rules read it).
+subject_profiles = sa.Table(
+    "subject_profiles",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("subject", sa.Text, primary_key=True),
+    sa.Column("attributes", JSONB, nullable=False),
+    sa.Column("metrics", JSONB, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)

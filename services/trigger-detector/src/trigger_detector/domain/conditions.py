@@ -345,7 +345,8 @@ def summarise_results(results: Sequence[ConditionResult]) -> str:
     return f"{len(failed)} of {total} {noun} failed: " + "; ".join(_failure(r) for r in failed)
 
 
-def event_context(ref: EventRef, data: Mapping[str, Any], at: datetime) -> dict[str, Any]:
+def event_context(ref: EventRef, data: Mapping[str, Any], at: datetime,
+                  known: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The context a rule's conditions see for a domain event.
 
     Flat keys are the event's data keys (``product_count``); ``event.*`` names the envelope
@@ -353,12 +354,16 @@ def event_context(ref: EventRef, data: Mapping[str, Any], at: datetime) -> dict[
     subject; ``time.*`` the event time in UTC. The data is carried once: this context travels
     inside ``trigger.detected``, so copying it would multiply the record size (an event near
     the size limit would produce a record Kafka refuses).
+
+    ``known`` (``domain.profiles.view``) adds what is known about the subject from its earlier
+    events: ``subject.<attribute>`` and ``metrics.<name>``.
     """
     event = {"id": ref.id, "type": ref.type, "source": ref.source, "subject": ref.subject}
     return {
         **data,
         "event": event,
         "subject": {"id": ref.subject},
+        **(known or {}),
         "time": {"iso": at.isoformat(), "hour": at.hour, "weekday": at.strftime("%A").lower(),
                  "date": at.date().isoformat()},
     }

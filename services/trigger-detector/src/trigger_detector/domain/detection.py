@@ -8,7 +8,7 @@ twice on the same event yields the same ids — a redelivered event can never st
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -121,11 +121,13 @@ def decide(firing: Firing, *, now: datetime) -> Outgoing:
     return Outgoing(topic=topic, key=key, envelope=envelope)
 
 
-def event_firings(rules: Sequence[ActiveRule], event: Envelope, *, now: datetime) -> list[Firing]:
-    """A firing for every event trigger of ``rules`` that ``event`` matches."""
+def event_firings(rules: Sequence[ActiveRule], event: Envelope, *, now: datetime,
+                  known: Mapping[str, Any] | None = None) -> list[Firing]:
+    """A firing for every event trigger of ``rules`` that ``event`` matches (``known``: the
+    subject's profile as a context sees it, when the tenant's rules read one)."""
     at = event.time or now
     ref = EventRef(id=event.id, type=event.type, source=event.source, subject=event.subject, time=at)
-    context = event_context(ref, event.data, at)
+    context = event_context(ref, event.data, at, known)
     return [Firing(rule=rule, kind=TriggerKind.EVENT, tenant_id=event.tenantid, subject=event.subject,
                    context=context, key=(event.source, event.id), trigger_event=ref, cause=event, trigger_index=index)
             for rule in rules for index, trigger in enumerate(rule.definition.triggers)

@@ -139,9 +139,11 @@ def samples_in(rules: Sequence[ActiveRule], event: Envelope) -> list[Sample]:
     return found
 
 
-def decide_on_samples(samples: Sequence[Sample], states: Mapping[Key, ThresholdState], *,
-                      now: datetime) -> tuple[dict[Key, ThresholdState], list[Firing]]:
-    """Advance every (rule, subject) by its samples in order; the new states and the crossings."""
+def decide_on_samples(samples: Sequence[Sample], states: Mapping[Key, ThresholdState], *, now: datetime,
+                      known: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+                      ) -> tuple[dict[Key, ThresholdState], list[Firing]]:
+    """Advance every (rule, subject) by its samples in order; the new states and the crossings
+    (``known``: (tenant, dedupe key) of an event → the subject's profile view at that event)."""
     updated: dict[Key, ThresholdState] = {}
     outgoing: list[Firing] = []
     for sample in samples:
@@ -149,8 +151,9 @@ def decide_on_samples(samples: Sequence[Sample], states: Mapping[Key, ThresholdS
         at = event.time or now
         ref = EventRef(id=event.id, type=event.type, source=event.source, subject=event.subject, time=at)
         state = updated.get(sample.key) or states.get(sample.key)
+        profile = (known or {}).get((event.tenantid, event.dedupe_key))
         state, decision = decide_on_sample(sample.rule, sample.trigger, state, sample.value, event,
-                                           event_context(ref, event.data, at), now=now)
+                                           event_context(ref, event.data, at, profile), now=now)
         updated[sample.key] = state
         if decision is not None:
             outgoing.append(decision)
