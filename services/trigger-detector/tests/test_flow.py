@@ -78,3 +78,14 @@ def test_the_same_batch_decided_twice_gives_the_same_ids() -> None:
     second = flow.apply(decisions(active, [event(1), event(2)]), {"r1": active}, [], {}, now=NOW)
     assert [d.envelope.id for d in first.outgoing if d.envelope] == [d.envelope.id for d in second.outgoing
                                                                      if d.envelope]
+
+
+def test_a_defer_rate_limit_holds_detections_until_the_limit_has_room() -> None:
+    active = rule(rate_limit={"max_runs": 2, "per_minutes": 60, "policy": "defer"})
+    history = [flow.Fire("r1", "x", NOW - timedelta(minutes=50))]
+    verdict = flow.apply(decisions(active, [event(1, "a"), event(2, "b"), event(3, "c")]), {"r1": active}, history,
+                         {}, now=NOW)
+    assert outcomes(verdict) == ["detected"]  # the others are held, not skipped
+    assert [until for _, until in verdict.deferred] == [NOW + timedelta(minutes=10), NOW + timedelta(minutes=10)]
+    assert flow.next_allowed(active, history, now=NOW) is None
+    assert flow.next_allowed(active, [*history, *verdict.fires], now=NOW) == NOW + timedelta(minutes=10)

@@ -66,6 +66,7 @@ def register(runtime: Runtime, rules: RuleCache, *, clock: Callable[[], datetime
         deleted = await flow_store.load_deleted(conn, [(e.tenantid, e.subject) for e in detected if e.subject])
         verdict = flow.apply(decisions, live, history, deleted, now=now, limits=limits)
         await flow_store.record_fires(conn, verdict.fires, now=now)
+        await flow_store.defer(conn, verdict.deferred)
         for automation_id, (tenant_id, why) in verdict.runaway.items():
             await stop_runaway_rule(conn, tenant_id, automation_id, why, now=now)
         return verdict.outgoing

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from trigger_detector import SCHEMA, api, handlers
 from trigger_detector.adapters.rule_cache import RuleCache
-from trigger_detector.adapters.scheduler import BehaviorTimers, ScheduleDriver
+from trigger_detector.adapters.scheduler import BehaviorTimers, DeferredFirings, ScheduleDriver
 
 
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     handlers.register_stats(runtime)
     runtime.background.append(ScheduleDriver(runtime, clock=clock).run)
     runtime.background.append(BehaviorTimers(runtime, clock=clock).run)
+    runtime.background.append(DeferredFirings(runtime, clock=clock).run)
     return build_service(
         runtime,
         title="trigger-detector",

@@ -6,10 +6,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from automation_shared.delivery import Outgoing
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trigger_detector.adapters.tables import deleted_subjects, rule_fires
+from trigger_detector.adapters.tables import deferred_firings, deleted_subjects, rule_fires
 from trigger_detector.domain.flow import Fire
 
 FIRE_RETENTION = timedelta(days=8)
@@ -60,3 +61,12 @@ async def load_deleted(conn: AsyncConnection, keys: Iterable[tuple[str, str]]) -
                                           .in_(wanted))
     )).all()
     return {(row.tenant_id, row.subject): row.deleted_at for row in rows}
+
+
+async def defer(conn: AsyncConnection, held: Sequence[tuple[Outgoing, datetime]]) -> None:
+    """Hold detections back until their rule's rate limit lets them through."""
+    rows = [{"automation_id": item.envelope.data["automation_id"], "tenant_id": item.envelope.tenantid,
+             "subject": item.envelope.subject or "", "due_at": until, "topic": item.topic, "key": item.key,
+             "payload": item.envelope.to_bytes()} for item, until in held if item.envelope is not None]
+    if rows:
+        await conn.execute(deferred_firings.insert(), rows)

@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from automation_shared import metrics
+from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.rules import RuleDefinition, RuleStatus
 from automation_shared.delivery import Outgoing, append_outbox
 from automation_shared.logging import get_logger
@@ -27,8 +28,15 @@ from automation_shared.service import Runtime
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trigger_detector.adapters import behavior_store, match_store
-from trigger_detector.adapters.tables import automation_runs, automations, behavior_states, schedules
+from trigger_detector.adapters import behavior_store, flow_store, match_store
+from trigger_detector.adapters.tables import (
+    automation_runs,
+    automations,
+    behavior_states,
+    deferred_firings,
+    schedules,
+)
+from trigger_detector.domain import flow
 from trigger_detector.domain.behavior import BEHAVIOR_TYPES, BehaviorState, Key, decide_on_timer
 from trigger_detector.domain.detection import ActiveRule, Firing, decide_on_schedule
 from trigger_detector.domain.rules import schedule_trigger
@@ -199,3 +207,62 @@ def _live_rule(row: Any) -> ActiveRule | None:
         return None
     return ActiveRule(automation_id=row.automation_id, version=row.rule_version, status=RuleStatus(row.status),
                       definition=definition)
+
+
+class DeferredFirings:
+    """Background loop releasing detections a ``defer`` rate limit held back, as the limit allows.
+
+    Due rows are claimed with ``FOR UPDATE SKIP LOCKED``; each is released (its stored
+    ``trigger.detected``, same run id, to the outbox, and a fire recorded) when the rule's rate
+    limit has room, else moved to when it will — in one transaction, so none is lost or doubled.
+    A rule no longer deployed drops what it held (logged).
+    """
+
+    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime], poll_seconds: float = 1.0,
+                 batch: int = 500) -> None:
+        self._runtime = runtime
+        self._clock = clock
+        self._poll_seconds = poll_seconds
+        self._batch = batch
+
+    async def run(self) -> None:
+        """Release due deferred firings forever."""
+        await run_passes(self.fire_due, poll_seconds=self._poll_seconds, batch=self._batch, name="deferred")
+
+    async def fire_due(self) -> int:
+        """One pass; returns how many held detections it looked at."""
+        now = self._clock()
+        async with self._runtime.unit_of_work() as conn:
+            rows = (await conn.execute(
+                sa.select(deferred_firings, automations.c.version.label("rule_version"), automations.c.status,
+                          automations.c.definition, automations.c.deleted_at)
+                .join(automations, automations.c.id == deferred_firings.c.automation_id)
+                .where(deferred_firings.c.due_at <= now)
+                .order_by(deferred_firings.c.due_at, deferred_firings.c.id)
+                .limit(self._batch)
+                .with_for_update(of=deferred_firings, skip_locked=True)
+            )).all()
+            live = {row.automation_id: rule for row in rows
+                    if row.status == RuleStatus.DEPLOYED.value and (rule := _live_rule(row)) is not None}
+            fires = await flow_store.load_fires(conn, {a: flow.window_of(r, flow.Limits()) for a, r in live.items()},
+                                                now=now)
+            released: list[Outgoing] = []
+            new_fires: list[flow.Fire] = []
+            for row in rows:
+                rule = live.get(row.automation_id)
+                where = deferred_firings.c.id == row.id
+                if rule is None:
+                    log.info("deferred_firing_dropped", automation_id=row.automation_id, reason="rule not deployed")
+                    await conn.execute(deferred_firings.delete().where(where))
+                elif (until := flow.next_allowed(rule, fires, now=now)) is not None:
+                    await conn.execute(deferred_firings.update().where(where).values(due_at=until))
+                else:
+                    fire = flow.Fire(row.automation_id, row.subject, now)
+                    fires.append(fire)
+                    new_fires.append(fire)
+                    released.append(Outgoing(row.topic, row.key, Envelope.model_validate_json(row.payload)))
+                    await conn.execute(deferred_firings.delete().where(where))
+            await flow_store.record_fires(conn, new_fires, now=now)
+            await append_outbox(conn, released)
+        metrics.TRIGGERS.labels(self._runtime.settings.service_name, "deferred", "detected").inc(len(released))
+        return len(rows)

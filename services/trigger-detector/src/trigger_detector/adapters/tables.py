@@ -149,3 +149,19 @@ subject_profiles = sa.Table(
     sa.Column("metrics", JSONB, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+# Detections held back by a ``defer`` rate limit until the limit lets them through.
+deferred_firings = sa.Table(
+    "deferred_firings",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("automation_id", sa.Text, nullable=False),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("key", sa.Text, nullable=True),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Index("deferred_firings_due", "due_at"),
+)

@@ -8,8 +8,9 @@ under an id derived from the run id, so deciding the batch again gives the same 
 * **subject deleted** — a ``subject.deleted`` event for the subject happened before the trigger;
 * **duplicate** — the rule fired for the same subject within its ``dedupe_window_minutes``
   (simultaneous triggers collapse to one run);
-* **rate limited** — the rule fired ``max_runs`` times in its last ``per_minutes`` (policy
-  ``skip``; ``defer`` is counted as skip until deferral exists, and says so);
+* **rate limited** — the rule fired ``max_runs`` times in its last ``per_minutes``: policy
+  ``skip`` skips it; ``defer`` holds the detection (same run id) until the limit lets it through,
+  when the deferred-firings loop releases it — none is lost;
 * **runaway** — the rule fired for one subject more than ``runaway_limit`` times within
   ``runaway_window``: that detection is skipped as a loop and the rule is to be set ``failed`` —
   as is a rule a trigger kind skipped as a loop (its own action caused the event).
@@ -59,6 +60,20 @@ class Verdict:
     """New fires to record."""
     runaway: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Automation id → (tenant, why) of each rule that must be set ``failed``."""
+    deferred: list[tuple[Outgoing, datetime]] = field(default_factory=list)
+    """Detections over a ``defer`` rate limit, and when the limit lets them through."""
+
+
+def next_allowed(rule: ActiveRule, fires: Sequence[Fire], *, now: datetime) -> datetime | None:
+    """When ``rule``'s rate limit next lets a run through (None: now)."""
+    limit = rule.definition.flow_control.rate_limit
+    if limit is None:
+        return None
+    window = timedelta(minutes=limit.per_minutes)
+    recent = sorted(f.at for f in fires if f.automation_id == rule.automation_id and f.at > now - window)
+    if len(recent) < limit.max_runs:
+        return None
+    return recent[len(recent) - limit.max_runs] + window
 
 
 def window_of(rule: ActiveRule, limits: Limits) -> timedelta:
@@ -120,12 +135,12 @@ def apply(decisions: Sequence[Outgoing], rules: Mapping[str, ActiveRule], histor
                 f.at > now - timedelta(minutes=control.dedupe_window_minutes) for f in same_subject):
             stop = (SkipReason.DUPLICATE, f"already fired for {subject or 'this rule'} within the last "
                                           f"{control.dedupe_window_minutes} minutes")
-        elif control.rate_limit is not None and sum(
-                1 for f in mine if f.at > now - timedelta(minutes=control.rate_limit.per_minutes)
-        ) >= control.rate_limit.max_runs:
-            policy = "" if control.rate_limit.policy == "skip" else " (deferral is not built yet: skipped)"
+        elif control.rate_limit is not None and (until := next_allowed(rule, mine, now=now)) is not None:
+            if control.rate_limit.policy == "defer":
+                verdict.deferred.append((decision, until))
+                continue
             stop = (SkipReason.RATE_LIMITED, f"rate limit of {control.rate_limit.max_runs} runs per "
-                                             f"{control.rate_limit.per_minutes} minutes reached{policy}")
+                                             f"{control.rate_limit.per_minutes} minutes reached")
         elif sum(1 for f in same_subject if f.at > now - limits.runaway_window) >= limits.runaway_limit:
             why = (f"fired {limits.runaway_limit} times for {subject or 'no subject'} within "
                    f"{int(limits.runaway_window.total_seconds() // 60)} minutes: stopped as a runaway loop")
