@@ -92,8 +92,19 @@ class ScheduleDriver:
                 .with_for_update(of=schedules, skip_locked=True)
             )).all()
             outgoing: list[Outgoing] = []
+            moves: list[dict[str, Any]] = []
             for row in rows:
-                outgoing += await self._fire(conn, row, now)
+                decided, next_due = await self._fire(conn, row, now)
+                outgoing += decided
+                moves.append({"id": row.automation_id, "due": next_due})
+            stopped = [move["id"] for move in moves if move["due"] is None]
+            if stopped:  # a save re-arms a schedule when its rule can fire again
+                await conn.execute(schedules.delete().where(schedules.c.automation_id.in_(stopped)))
+            moved = [move for move in moves if move["due"] is not None]
+            if moved:
+                await conn.execute(
+                    schedules.update().where(schedules.c.automation_id == sa.bindparam("id"))
+                    .values(next_due_at=sa.bindparam("due")), moved)
             await append_outbox(conn, outgoing)
         detected = sum(1 for item in outgoing if item.topic.endswith("detected"))
         service = self._runtime.settings.service_name
@@ -101,25 +112,21 @@ class ScheduleDriver:
         metrics.TRIGGERS.labels(service, "schedule", "skipped").inc(len(outgoing) - detected)
         return len(rows)
 
-    async def _fire(self, conn: AsyncConnection, row: Any, now: datetime) -> list[Outgoing]:
-        """Decide one rule's due slots and move its row on (or drop it when the rule cannot fire)."""
-        where = schedules.c.automation_id == row.automation_id
+    async def _fire(self, conn: AsyncConnection, row: Any, now: datetime) -> tuple[list[Outgoing], datetime | None]:
+        """Decide one rule's due slots; its next slot, or None when the rule cannot fire (any more)."""
         try:
             definition = RuleDefinition.model_validate(row.definition)
         except ValidationError as exc:
             log.error("stored_rule_unreadable", automation_id=row.automation_id, error=str(exc))
-            definition = None
-        trigger = schedule_trigger(definition) if definition is not None else None
-        if trigger is None or definition is None or row.status != RuleStatus.DEPLOYED.value \
-                or row.deleted_at is not None:
-            await conn.execute(schedules.delete().where(where))  # a save re-arms it when it can fire again
-            return []
+            return [], None
+        trigger = schedule_trigger(definition)
+        if trigger is None or row.status != RuleStatus.DEPLOYED.value or row.deleted_at is not None:
+            return [], None
         try:
             plan = plan_slots(trigger, due=row.next_due_at, now=now)
         except ScheduleError as exc:
             log.error("schedule_unreadable", automation_id=row.automation_id, error=str(exc))
-            await conn.execute(schedules.delete().where(where))
-            return []
+            return [], None
         if plan.dropped:
             log.info("schedule_slots_missed", automation_id=row.automation_id, dropped=plan.dropped,
                      policy=trigger.misfire_policy)
@@ -130,12 +137,8 @@ class ScheduleDriver:
                                         automation_runs.c.test_mode.is_not(True)))))
         rule = ActiveRule(automation_id=row.automation_id, version=row.version, status=RuleStatus.DEPLOYED,
                           definition=definition)
-        if plan.next_due is None:
-            await conn.execute(schedules.delete().where(where))
-        else:
-            await conn.execute(schedules.update().where(where).values(next_due_at=plan.next_due))
         return decide_on_schedule(rule, trigger, plan.fire, tenant_id=row.tenant_id,
-                                  previous_run_running=running, now=now)
+                                  previous_run_running=running, now=now), plan.next_due
 
 
 class BehaviorTimers:
