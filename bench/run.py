@@ -40,7 +40,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,7 @@ TARGETS = {
     "latency_p99_ms": 50,
     "projection_events_per_s": 5000,
     "rss_mb": 150,
+    "schedule_p99_ms": 1000,
 }
 
 
@@ -100,7 +101,10 @@ class Config:
     phase_seconds: float = env_float("BENCH_PHASE_SECONDS", 100)  # cap of each measured backlog
     max_seconds: float = env_float("BENCH_MAX_SECONDS", 780)  # later phases are skipped past this
     subjects: int = env_int("BENCH_SUBJECTS", 5_000)
-    phases: str = os.environ.get("BENCH_PHASES", "baseline,detection,e2e,latency,projection,rss")
+    schedule_rules: int = env_int("BENCH_SCHEDULE_RULES", 10_000)  # each firing every minute
+    schedule_minutes: int = env_int("BENCH_SCHEDULE_MINUTES", 2)
+    schedule_replicas: int = env_int("BENCH_SCHEDULE_REPLICAS", 3)
+    phases: str = os.environ.get("BENCH_PHASES", "baseline,detection,e2e,latency,projection,schedule,rss")
     output: str = os.environ.get("BENCH_OUTPUT", str(ROOT / "bench" / "results" / "latest.json"))
     logs: str = os.environ.get("BENCH_LOGS", str(ROOT / ".local" / "bench" / "logs" / "services"))
     stack_dir: str = os.environ.get("BENCH_STACK_DIR", str(ROOT / ".local" / "bench"))
@@ -609,6 +613,72 @@ class Bench:
             **cpu, "curve": progress.series(),
         }
 
+    # ------------------------------------------------------------------------------- (g)
+
+    async def schedules(self) -> dict[str, Any]:
+        """Many deployed every-minute schedules on several detector replicas: each slot once, how late."""
+        from automation_shared.contracts.rules import RuleStatus as Status
+        from automation_shared.contracts.rules import validate_rule
+        from automation_shared.db import create_engine
+        from automation_shared.testing import KafkaProbe
+        from trigger_detector import SCHEMA
+        from trigger_detector.adapters import repository
+        from trigger_detector.domain import rules as rules_domain
+
+        n, minutes = self.config.schedule_rules, self.config.schedule_minutes
+        settings = self.settings("sch", "trigger-detector")
+        await prepare_namespace(settings, ["trigger_detector"])
+        definition = validate_rule({"name": "bench every minute", "triggers": [{"kind": "schedule",
+                                                                                "cron": "* * * * *"}],
+                                    "actions": [{"type": "add_alert", "title": "tick"}]})
+        # created through the domain and the repository, as the API does, without n HTTP round trips
+        engine = create_engine(settings, settings.db_schema(SCHEMA))
+        t = time.monotonic()
+        try:
+            for start in range(0, n, 500):
+                now = datetime.now(UTC)
+                async with engine.begin() as conn:
+                    for i in range(start, min(start + 500, n)):
+                        change = rules_domain.create(definition, Status.DEPLOYED, automation_id=f"sch-{i}",
+                                                     tenant_id=TENANT, user_id="bench", now=now,
+                                                     new_id=lambda: str(uuid.uuid4()))
+                        await repository.save(conn, change, now=now)
+        finally:
+            await engine.dispose()
+        create_s = time.monotonic() - t
+        created_at = datetime.now(UTC)
+        replicas = await self.launch(settings, *["trigger-detector"] * self.config.schedule_replicas)
+        meter = self.cpu_meter(*replicas)
+        first = (created_at.replace(second=0, microsecond=0) + timedelta(minutes=1))
+        measured = [first + timedelta(minutes=k) for k in range(minutes)]
+        until = measured[-1] + timedelta(seconds=30)
+        await asyncio.sleep(max(0.0, min((until - datetime.now(UTC)).total_seconds(), self.time_left() - 30)))
+        cpu = meter.stop()
+        async with KafkaProbe(settings) as probe:
+            records = await probe.read_all(topics.TRIGGER_DETECTED, settle=2)
+        await self.stop("schedule", *replicas)
+        fires: dict[tuple[str, str], int] = {}
+        late: list[float] = []
+        wanted = {slot.isoformat() for slot in measured}
+        for record in records:
+            slot = record["data"]["context"]["schedule"]["slot"]
+            key = (record["data"]["automation_id"], slot)
+            fires[key] = fires.get(key, 0) + 1
+            if slot in wanted:
+                late.append((datetime.fromisoformat(record["time"]) - datetime.fromisoformat(slot)).total_seconds()
+                            * 1000)
+        expected = n * len(measured)
+        seen = sum(1 for (_, slot) in fires if slot in wanted)
+        late.sort()
+        return {
+            "rules": n, "minutes": minutes, "replicas": self.config.schedule_replicas,
+            "create_seconds": _r(create_s), "expected": expected, "fired": seen,
+            "missing": expected - seen, "doubled": sum(count - 1 for count in fires.values() if count > 1),
+            "p50_ms": _r(late[len(late) // 2]) if late else None,
+            "p99_ms": _r(late[min(len(late) - 1, int(len(late) * 0.99))]) if late else None,
+            "max_ms": _r(late[-1]) if late else None, **cpu,
+        }
+
     # ------------------------------------------------------------------------------- driver
 
     async def run(self) -> int:
@@ -620,7 +690,7 @@ class Bench:
             plan: list[tuple[str, Callable[[], Coroutine[Any, Any, dict[str, Any]]]]] = [
                 ("baseline", self.baseline), ("detection", self.detection), ("e2e", self.e2e),
                 ("latency", lambda: self.latency(self.results.get("e2e", {}).get("runs_per_s"))),
-                ("projection", self.projection),
+                ("projection", self.projection), ("schedule", self.schedules),
             ]
             for name, phase in plan:
                 if name not in wanted:
@@ -662,6 +732,7 @@ class Bench:
             "latency_p50_ms": lat.get("p50_ms"),
             "latency_p99_ms": lat.get("p99_ms"),
             "projection_events_per_s": proj.get("events_per_s"),
+            "schedule_p99_ms": r.get("schedule", {}).get("p99_ms"),
             "peak_rss_mb": rss,
         }
         return {
@@ -766,6 +837,14 @@ def table(f: dict[str, Any], r: dict[str, Any]) -> list[dict[str, str]]:
     proj = f["projection_events_per_s"]
     row("(e) projection catch-up", proj, "ev/s", _ratio(proj, base), "≥ 5000 ev/s",
         None if proj is None else proj >= TARGETS["projection_events_per_s"], _note(r.get("projection", {})))
+    sch = r.get("schedule", {})
+    sch_note = _note(sch) or (f"{sch.get('rules', 0):,} rules × {sch.get('minutes')} min on "
+                              f"{sch.get('replicas')} replicas: {sch.get('doubled')} doubled, "
+                              f"{sch.get('missing')} missing" if sch.get("rules") else "")
+    p99_s = f.get("schedule_p99_ms")
+    row("(g) schedule slot → decision p99", p99_s, "ms", "", "≤ 1000 ms, each slot once",
+        None if p99_s is None else p99_s <= TARGETS["schedule_p99_ms"] and not sch.get("doubled")
+        and not sch.get("missing"), sch_note)
     for name in ("trigger-detector", "executor", "approvals", "timeline-projector"):
         mb = f["peak_rss_mb"].get(name)
         row(f"(f) peak RSS {name}", mb, "MB", "", "≤ 150 MB", None if mb is None else mb <= TARGETS["rss_mb"],
