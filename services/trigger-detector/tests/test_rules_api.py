@@ -415,6 +415,10 @@ async def test_flow_control_and_loops_on_kafka(td: tuple[Settings, httpx.AsyncCl
     assert stopped["status"] == "failed"
     versions = (await client.get(f"/api/v1/automations/{looping['id']}/versions", headers=auth)).json()["versions"]
     assert (versions[-1]["label"], versions[-1]["actor"]) == ("failed", "system")
+    async with KafkaProbe(settings) as probe:
+        [alert] = await probe.wait_for(topics.DOMAIN_EVENTS, lambda r: r["type"] == "automation.failed"
+                                       and r["subject"] == looping["id"])
+    assert alert["data"]["reason"].startswith("loop detected") and alert["automationchain"]["ids"] == [looping["id"]]
 
 
 async def test_a_two_trigger_rule_fires_when_both_happened_for_the_subject(

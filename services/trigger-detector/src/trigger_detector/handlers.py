@@ -10,7 +10,6 @@ from automation_shared import metrics, topics
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import RunFinished, TriggerDetected
 from automation_shared.contracts.jsonsafe import MAX_INGRESS_DEPTH
-from automation_shared.contracts.rules import RuleStatus
 from automation_shared.delivery import Outgoing, append_outbox
 from automation_shared.inbox import inbox_key
 from automation_shared.logging import get_logger
@@ -73,11 +72,9 @@ def register(runtime: Runtime, rules: RuleCache, *, clock: Callable[[], datetime
 
     async def stop_runaway_rule(conn: AsyncConnection, tenant_id: str, automation_id: str, why: str, *,
                                 now: datetime) -> None:
-        """Set a rule that feeds itself to ``failed`` (a new version, by ``system``), once."""
+        """Set a rule that feeds itself to ``failed`` (a new version, by ``system``) and alert, once."""
         current = await repository.get(conn, tenant_id, automation_id, for_update=True)
-        if current is None or current.status is RuleStatus.FAILED:
-            return
-        change = rules_domain.change_status(current, RuleStatus.FAILED, user_id="system", now=now, new_id=new_id)
+        change = rules_domain.stop_as_failed(current, why, now=now, new_id=new_id) if current is not None else None
         if change is not None:
             await repository.save(conn, change, now=now)
             log.warning("rule_failed_runaway", automation_id=automation_id, tenant_id=tenant_id, reason=why)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from automation_shared import topics
+from automation_shared.contracts.envelope import AutomationChain, Envelope
 from automation_shared.contracts.events import AutomationSnapshot
 from automation_shared.contracts.registry import build
 from automation_shared.contracts.rules import RuleDefinition, RuleStatus, ScheduleTrigger, dump_rule
@@ -160,6 +161,27 @@ def toggle(current: Automation, *, user_id: str, now: datetime, new_id: NewId) -
     """Deployed → paused; any other status → deployed."""
     target = RuleStatus.PAUSED if current.status is RuleStatus.DEPLOYED else RuleStatus.DEPLOYED
     return change_status(current, target, user_id=user_id, now=now, new_id=new_id)
+
+
+FAILED_EVENT = "automation.failed"
+"""The domain event that tells a tenant (and its own rules) that a rule was stopped as failed."""
+
+
+def stop_as_failed(current: Automation, reason: str, *, now: datetime, new_id: NewId) -> Change | None:
+    """The platform stops a rule (a loop, a runaway): a ``failed`` version by ``system``, and an
+    ``automation.failed`` domain event — an alert other rules can react to (its automation chain
+    holds the failed rule, so the rule cannot react to its own failure). None if already failed."""
+    change = change_status(current, RuleStatus.FAILED, user_id="system", now=now, new_id=new_id) \
+        if current.status is not RuleStatus.FAILED else None
+    if change is None:
+        return None
+    alert = Envelope(id=f"failed:{current.id}:{change.automation.version}", type=FAILED_EVENT, source=SOURCE,
+                     time=now, subject=current.id, tenantid=current.tenant_id,
+                     automationchain=AutomationChain(ids=(current.id,), hops=1),
+                     data={"automation_id": current.id, "automation_name": current.definition.name,
+                           "version": change.automation.version, "reason": reason})
+    return replace(change, events=(*change.events, Outgoing(topics.DOMAIN_EVENTS, f"{current.tenant_id}:{current.id}",
+                                                            alert)))
 
 
 def delete(current: Automation, *, user_id: str, now: datetime) -> Change:
