@@ -77,6 +77,7 @@ TARGETS = {
     "projection_events_per_s": 5000,
     "rss_mb": 150,
     "schedule_p99_ms": 1000,
+    "timer_p99_ms": 1000,
 }
 
 
@@ -104,7 +105,8 @@ class Config:
     schedule_rules: int = env_int("BENCH_SCHEDULE_RULES", 10_000)  # each firing every minute
     schedule_minutes: int = env_int("BENCH_SCHEDULE_MINUTES", 2)
     schedule_replicas: int = env_int("BENCH_SCHEDULE_REPLICAS", 3)
-    phases: str = os.environ.get("BENCH_PHASES", "baseline,detection,e2e,latency,projection,schedule,rss")
+    timers: int = env_int("BENCH_TIMERS", 100_000)  # open behaviour timers, due over one minute
+    phases: str = os.environ.get("BENCH_PHASES", "baseline,detection,e2e,latency,projection,schedule,timers,rss")
     output: str = os.environ.get("BENCH_OUTPUT", str(ROOT / "bench" / "results" / "latest.json"))
     logs: str = os.environ.get("BENCH_LOGS", str(ROOT / ".local" / "bench" / "logs" / "services"))
     stack_dir: str = os.environ.get("BENCH_STACK_DIR", str(ROOT / ".local" / "bench"))
@@ -679,6 +681,75 @@ class Bench:
             "max_ms": _r(late[-1]) if late else None, **cpu,
         }
 
+    # ------------------------------------------------------------------------------- (h)
+
+    async def timers(self) -> dict[str, Any]:
+        """Many open behaviour timers, due over one minute, with the detector restarted in the middle:
+        each fires once, and how late."""
+        from automation_shared.contracts.rules import RuleStatus as Status
+        from automation_shared.contracts.rules import validate_rule
+        from automation_shared.db import create_engine
+        from automation_shared.testing import KafkaProbe
+        from trigger_detector import SCHEMA
+        from trigger_detector.adapters import repository
+        from trigger_detector.adapters.tables import behavior_states
+        from trigger_detector.domain import rules as rules_domain
+
+        n = self.config.timers
+        settings = self.settings("tim", "trigger-detector")
+        await prepare_namespace(settings, ["trigger_detector"])
+        definition = validate_rule({"name": "bench abandoned carts", "triggers": [
+            {"kind": "behavior", "behavior": "abandoned_cart", "within_hours": 1}],
+            "actions": [{"type": "add_alert", "title": "come back"}]})
+        engine = create_engine(settings, settings.db_schema(SCHEMA))
+        start = datetime.now(UTC) + timedelta(seconds=45)  # armed timers come due over the minute after
+        t = time.monotonic()
+        try:
+            async with engine.begin() as conn:
+                now = datetime.now(UTC)
+                change = rules_domain.create(definition, Status.DEPLOYED, automation_id="tim-rule", tenant_id=TENANT,
+                                             user_id="bench", now=now, new_id=lambda: str(uuid.uuid4()))
+                await repository.save(conn, change, now=now)
+            for first in range(0, n, 10_000):  # as the detection handler leaves them: armed by a cart event
+                rows = [{"automation_id": "tim-rule", "subject": f"c-{i}", "tenant_id": TENANT, "version": 1,
+                         "due_at": start + timedelta(seconds=60 * i / n), "updated_at": now,
+                         "state": {"last_event": {"id": f"cart-{i}", "type": "cart.updated", "source": "bench",
+                                                  "time": now.isoformat(), "data": {"cart_total": i % 100}},
+                                   "orders": [], "fired": False}}
+                        for i in range(first, min(first + 10_000, n))]
+                async with engine.begin() as conn:
+                    await conn.execute(behavior_states.insert(), rows)
+        finally:
+            await engine.dispose()
+        arm_s = time.monotonic() - t
+        [td] = await self.launch(settings, "trigger-detector")
+        meter = self.cpu_meter(td)
+        await asyncio.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds() + 30))
+        td.process.send_signal(signal.SIGKILL)  # mid-way through the minute the timers come due
+        await asyncio.sleep(3)
+        [td] = await self.launch(settings, "trigger-detector")
+        await asyncio.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds() + 75))
+        cpu = meter.stop()
+        async with KafkaProbe(settings) as probe:
+            records = await probe.read_all(topics.TRIGGER_DETECTED, settle=2)
+        await self.stop("timers", td)
+        fires: dict[str, int] = {}
+        late: list[float] = []
+        for record in records:
+            subject = record["subject"]
+            fires[subject] = fires.get(subject, 0) + 1
+            index = int(subject.split("-", 1)[1])
+            due = start + timedelta(seconds=60 * index / n)
+            late.append((datetime.fromisoformat(record["time"]) - due).total_seconds() * 1000)
+        late.sort()
+        return {
+            "timers": n, "arm_seconds": _r(arm_s), "fired": len(fires), "missing": n - len(fires),
+            "doubled": sum(count - 1 for count in fires.values() if count > 1),
+            "p50_ms": _r(late[len(late) // 2]) if late else None,
+            "p99_ms": _r(late[min(len(late) - 1, int(len(late) * 0.99))]) if late else None,
+            "max_ms": _r(late[-1]) if late else None, **cpu,
+        }
+
     # ------------------------------------------------------------------------------- driver
 
     async def run(self) -> int:
@@ -690,7 +761,7 @@ class Bench:
             plan: list[tuple[str, Callable[[], Coroutine[Any, Any, dict[str, Any]]]]] = [
                 ("baseline", self.baseline), ("detection", self.detection), ("e2e", self.e2e),
                 ("latency", lambda: self.latency(self.results.get("e2e", {}).get("runs_per_s"))),
-                ("projection", self.projection), ("schedule", self.schedules),
+                ("projection", self.projection), ("schedule", self.schedules), ("timers", self.timers),
             ]
             for name, phase in plan:
                 if name not in wanted:
@@ -733,6 +804,7 @@ class Bench:
             "latency_p99_ms": lat.get("p99_ms"),
             "projection_events_per_s": proj.get("events_per_s"),
             "schedule_p99_ms": r.get("schedule", {}).get("p99_ms"),
+            "timer_p99_ms": r.get("timers", {}).get("p99_ms"),
             "peak_rss_mb": rss,
         }
         return {
@@ -845,6 +917,13 @@ def table(f: dict[str, Any], r: dict[str, Any]) -> list[dict[str, str]]:
     row("(g) schedule slot → decision p99", p99_s, "ms", "", "≤ 1000 ms, each slot once",
         None if p99_s is None else p99_s <= TARGETS["schedule_p99_ms"] and not sch.get("doubled")
         and not sch.get("missing"), sch_note)
+    tim = r.get("timers", {})
+    tim_note = _note(tim) or (f"{tim.get('timers', 0):,} timers, detector killed mid-way: {tim.get('doubled')} "
+                              f"doubled, {tim.get('missing')} missing" if tim.get("timers") else "")
+    p99_t = f.get("timer_p99_ms")
+    row("(h) behaviour timer due → decision p99", p99_t, "ms", "", "≤ 1000 ms, each timer once",
+        None if p99_t is None else p99_t <= TARGETS["timer_p99_ms"] and not tim.get("doubled")
+        and not tim.get("missing"), tim_note)
     for name in ("trigger-detector", "executor", "approvals", "timeline-projector"):
         mb = f["peak_rss_mb"].get(name)
         row(f"(f) peak RSS {name}", mb, "MB", "", "≤ 150 MB", None if mb is None else mb <= TARGETS["rss_mb"],
