@@ -100,7 +100,7 @@ class Config:
     projection_runs: int = env_int("BENCH_PROJECTION_RUNS", 8_000)  # 5 records each
     projection_skips: int = env_int("BENCH_PROJECTION_SKIPS", 20_000)  # 1 record each
     phase_seconds: float = env_float("BENCH_PHASE_SECONDS", 100)  # cap of each measured backlog
-    max_seconds: float = env_float("BENCH_MAX_SECONDS", 780)  # later phases are skipped past this
+    max_seconds: float = env_float("BENCH_MAX_SECONDS", 1200)  # later phases are skipped past this
     subjects: int = env_int("BENCH_SUBJECTS", 5_000)
     schedule_rules: int = env_int("BENCH_SCHEDULE_RULES", 10_000)  # each firing every minute
     schedule_minutes: int = env_int("BENCH_SCHEDULE_MINUTES", 2)
