@@ -4,12 +4,11 @@ The detectors' clock runs 600× fast, so a 0.1-hour abandoned-cart window passes
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from automation_shared import topics
+from automation_shared.system import clock_of
 from automation_shared.testing import (
     KafkaProbe,
     bearer,
@@ -26,9 +25,6 @@ from trigger_detector.main import create_app
 pytestmark = pytest.mark.integration
 
 
-def fast_clock(speed: float) -> Callable[[], datetime]:
-    start, began = datetime.now(UTC), time.monotonic()
-    return lambda: start + timedelta(seconds=(time.monotonic() - began) * speed)
 
 
 async def test_a_timer_armed_before_a_restart_fires_after_it_once() -> None:
@@ -41,13 +37,13 @@ async def test_a_timer_armed_before_a_restart_fires_after_it_once() -> None:
     cart = domain_event("shop", "cart.updated", {"cart_total": 80}, subject="c-1", event_id="cart-1")
     paid = domain_event("shop", "cart.updated", {"cart_total": 20}, subject="c-2", event_id="cart-2")
     checkout = domain_event("shop", "checkout.completed", {}, subject="c-2", event_id="checkout-2")
-    slow = fast_clock(1)  # before the restart the timer must not come due
+    slow = clock_of(1, datetime.now(UTC))  # before the restart the timer must not come due
     async with running_app(create_app(settings, clock=slow)) as client, KafkaProbe(settings) as probe:
         rid = (await client.post("/api/v1/automations", json=rule, headers=auth)).json()["id"]
         for envelope in (cart, paid, checkout):
             await probe.publish_event(topics.DOMAIN_EVENTS, envelope)
         await probe.wait_consumed(CONSUMER, topics.DOMAIN_EVENTS)
-    async with running_app(create_app(settings, clock=fast_clock(600))), KafkaProbe(settings) as probe:
+    async with running_app(create_app(settings, clock=clock_of(600, datetime.now(UTC)))), KafkaProbe(settings) as probe:
         async def fired() -> list[dict] | None:
             found = [r for r in await probe.read_all(topics.TRIGGER_DETECTED) if r["data"]["automation_id"] == rid]
             return found or None

@@ -3,13 +3,12 @@ allows, none lost, none doubled. The detector's clock runs 60× fast (a minute a
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from automation_shared import topics
+from automation_shared.system import clock_of
 from automation_shared.testing import (
     KafkaProbe,
     bearer,
@@ -25,15 +24,12 @@ from trigger_detector.main import create_app
 pytestmark = pytest.mark.integration
 
 
-def fast_clock(speed: float) -> Callable[[], datetime]:
-    start, began = datetime.now(UTC), time.monotonic()
-    return lambda: start + timedelta(seconds=(time.monotonic() - began) * speed)
 
 
 async def test_deferred_detections_are_released_as_the_rate_limit_allows() -> None:
     settings = settings_for(unique_namespace("defer"), "trigger-detector")
     await prepare_namespace(settings, ["trigger_detector"])
-    clock = fast_clock(60)
+    clock = clock_of(60, datetime.now(UTC))
     rule = {"name": "one a minute", "status": "deployed", "triggers": [{"kind": "event", "event_type": "ping"}],
             "flow_control": {"rate_limit": {"max_runs": 1, "per_minutes": 1, "policy": "defer"}},
             "actions": [{"type": "add_alert", "title": "pong"}]}

@@ -5,14 +5,13 @@ minute a second) so minute slots come quickly; the clock is passed in, nothing i
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from automation_shared import topics
+from automation_shared.system import clock_of
 from automation_shared.testing import KafkaProbe, bearer, prepare_namespace, running_app, settings_for, unique_namespace
 from trigger_detector.main import create_app
 
@@ -21,10 +20,6 @@ pytestmark = pytest.mark.integration
 SPEED = 60
 
 
-def fast_clock() -> Callable[[], datetime]:
-    """A clock that starts now and runs ``SPEED`` times faster than the wall clock."""
-    start, began = datetime.now(UTC), time.monotonic()
-    return lambda: start + timedelta(seconds=(time.monotonic() - began) * SPEED)
 
 
 def slots_of(records: list[dict[str, Any]], rid: str) -> list[str]:
@@ -35,7 +30,7 @@ def slots_of(records: list[dict[str, Any]], rid: str) -> list[str]:
 async def test_two_replicas_fire_each_slot_once_and_pause_stops_at_once() -> None:
     settings = settings_for(unique_namespace("sched"), "trigger-detector")
     await prepare_namespace(settings, ["trigger_detector"])
-    clock = fast_clock()
+    clock = clock_of(SPEED, datetime.now(UTC))
     auth = bearer(settings, "sched", "manager")
     rule = {"name": "every minute", "status": "deployed", "triggers": [{"kind": "schedule", "cron": "* * * * *"}],
             "actions": [{"type": "add_alert", "title": "tick"}]}

@@ -14,7 +14,7 @@ detectors run and however often they restart. Clock passed in, like the executor
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -46,36 +46,46 @@ log = get_logger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
 
 
-async def run_passes(fire_due: Callable[[], Awaitable[int]], *, poll_seconds: float, batch: int,
-                     name: str) -> None:
-    """Call ``fire_due`` forever: a full batch goes straight on, a partial one waits ``poll_seconds``,
-    an error backs off (its transaction rolled back: what was due stays due)."""
-    backoff = poll_seconds
-    while True:
-        try:
-            claimed = await fire_due()
-            backoff = poll_seconds
-        except Exception as exc:  # noqa: BLE001 - nothing was decided; the next pass retries
-            log.exception("timer_pass_failed", loop=name, error=repr(exc), retry_in=backoff)
-            claimed = 0
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-        if claimed < batch:
-            await asyncio.sleep(backoff)
+class TimerLoop:
+    """A background loop of passes over due rows: a full batch goes straight on, a partial one waits
+    ``poll_seconds``, an error backs off (its transaction rolled back: what was due stays due)."""
 
+    name = "timers"
 
-class ScheduleDriver:
-    """Background loop of the trigger-detector that fires due schedule slots."""
-
-    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime], poll_seconds: float = 0.5,
-                 batch: int = 200) -> None:
+    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime], poll_seconds: float = 1.0,
+                 batch: int = 500) -> None:
         self._runtime = runtime
         self._clock = clock
         self._poll_seconds = poll_seconds
         self._batch = batch
 
+    async def fire_due(self) -> int:
+        """One pass; returns how many due rows it claimed."""
+        raise NotImplementedError
+
     async def run(self) -> None:
-        """Fire due slots forever."""
-        await run_passes(self.fire_due, poll_seconds=self._poll_seconds, batch=self._batch, name="schedule")
+        """Pass forever."""
+        backoff = self._poll_seconds
+        while True:
+            try:
+                claimed = await self.fire_due()
+                backoff = self._poll_seconds
+            except Exception as exc:  # noqa: BLE001 - nothing was decided; the next pass retries
+                log.exception("timer_pass_failed", loop=self.name, error=repr(exc), retry_in=backoff)
+                claimed = 0
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            if claimed < self._batch:
+                await asyncio.sleep(backoff)
+
+
+class ScheduleDriver(TimerLoop):
+    """Background loop of the trigger-detector that fires due schedule slots."""
+
+    name = "schedule"
+
+    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime], poll_seconds: float = 0.5,
+                 batch: int = 200) -> None:
+        super().__init__(runtime, clock=clock, poll_seconds=poll_seconds, batch=batch)
 
     async def fire_due(self) -> int:
         """One pass: decide every due slot of up to ``batch`` rules; returns how many rules it claimed."""
@@ -141,7 +151,7 @@ class ScheduleDriver:
                                   previous_run_running=running, now=now), plan.next_due
 
 
-class BehaviorTimers:
+class BehaviorTimers(TimerLoop):
     """Background loop firing behaviour timers that came due (abandoned carts, dormant customers, …).
 
     Like schedules: due ``behavior_states`` rows are claimed with ``FOR UPDATE SKIP LOCKED``, and
@@ -149,16 +159,7 @@ class BehaviorTimers:
     that disarms the timer, so a timer fires once, after restarts too.
     """
 
-    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime], poll_seconds: float = 1.0,
-                 batch: int = 500) -> None:
-        self._runtime = runtime
-        self._clock = clock
-        self._poll_seconds = poll_seconds
-        self._batch = batch
-
-    async def run(self) -> None:
-        """Fire due timers forever."""
-        await run_passes(self.fire_due, poll_seconds=self._poll_seconds, batch=self._batch, name="behavior")
+    name = "behavior"
 
     async def fire_due(self) -> int:
         """One pass: fire up to ``batch`` due timers; returns how many it claimed."""
@@ -212,7 +213,7 @@ def _live_rule(row: Any) -> ActiveRule | None:
                       definition=definition)
 
 
-class DeferredFirings:
+class DeferredFirings(TimerLoop):
     """Background loop releasing detections a ``defer`` rate limit held back, as the limit allows.
 
     Due rows are claimed with ``FOR UPDATE SKIP LOCKED``; each is released (its stored
@@ -221,16 +222,7 @@ class DeferredFirings:
     A rule no longer deployed drops what it held (logged).
     """
 
-    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime], poll_seconds: float = 1.0,
-                 batch: int = 500) -> None:
-        self._runtime = runtime
-        self._clock = clock
-        self._poll_seconds = poll_seconds
-        self._batch = batch
-
-    async def run(self) -> None:
-        """Release due deferred firings forever."""
-        await run_passes(self.fire_due, poll_seconds=self._poll_seconds, batch=self._batch, name="deferred")
+    name = "deferred"
 
     async def fire_due(self) -> int:
         """One pass; returns how many held detections it looked at."""
