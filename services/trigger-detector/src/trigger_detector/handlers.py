@@ -61,7 +61,10 @@ def register(runtime: Runtime, rules: RuleCache, *, clock: Callable[[], datetime
         detected = [d.envelope for d in decisions if d.topic == topics.TRIGGER_DETECTED and d.envelope is not None]
         live = {e.data["automation_id"]: rule for e in detected
                 if (rule := rules.rule(e.tenantid, e.data["automation_id"])) is not None}
-        history = await flow_store.load_fires(conn, {a: flow.window_of(r, limits) for a, r in live.items()}, now=now)
+        history = await flow_store.load_fires(
+            conn, {(a, e.subject or ""): flow.subject_window(live[a], limits) for e in detected
+                   if (a := e.data["automation_id"]) in live},
+            {a: w for a, r in live.items() if (w := flow.rule_window(r)) is not None}, now=now)
         deleted = await flow_store.load_deleted(conn, [(e.tenantid, e.subject) for e in detected if e.subject])
         verdict = flow.apply(decisions, live, history, deleted, now=now, limits=limits)
         await flow_store.record_fires(conn, verdict.fires, now=now)

@@ -17,18 +17,32 @@ FIRE_RETENTION = timedelta(days=8)
 """Fires older than any window a rule may have (dedupe and rate limits reach back 7 days at most)."""
 
 
-async def load_fires(conn: AsyncConnection, windows: Mapping[str, timedelta], *, now: datetime) -> list[Fire]:
-    """Each rule's fires within its window, oldest first."""
-    if not windows:
-        return []
-    since = now - max(windows.values())
-    rows = (await conn.execute(
-        sa.select(rule_fires.c.automation_id, rule_fires.c.subject, rule_fires.c.fired_at)
-        .where(rule_fires.c.automation_id.in_(sorted(windows)), rule_fires.c.fired_at > since)
-        .order_by(rule_fires.c.fired_at)
-    )).all()
-    return [Fire(row.automation_id, row.subject, row.fired_at) for row in rows
-            if row.fired_at > now - windows[row.automation_id]]
+async def load_fires(conn: AsyncConnection, subjects: Mapping[tuple[str, str], timedelta],
+                     rules: Mapping[str, timedelta], *, now: datetime) -> list[Fire]:
+    """The history flow control needs, oldest first: each (rule, subject)'s fires within its window
+    (dedupe, runaway), and every fire of the rules in ``rules`` within theirs (rate limits). Only
+    that: a busy rule's whole history is never loaded per batch."""
+    found: dict[tuple[str, str, datetime], Fire] = {}
+    if subjects:
+        since = now - max(subjects.values())
+        rows = (await conn.execute(
+            sa.select(rule_fires.c.automation_id, rule_fires.c.subject, rule_fires.c.fired_at)
+            .where(sa.tuple_(rule_fires.c.automation_id, rule_fires.c.subject).in_(sorted(subjects)),
+                   rule_fires.c.fired_at > since)
+        )).all()
+        found.update({(row.automation_id, row.subject, row.fired_at): Fire(row.automation_id, row.subject,
+                                                                            row.fired_at)
+                      for row in rows if row.fired_at > now - subjects[(row.automation_id, row.subject)]})
+    if rules:
+        since = now - max(rules.values())
+        rows = (await conn.execute(
+            sa.select(rule_fires.c.automation_id, rule_fires.c.subject, rule_fires.c.fired_at)
+            .where(rule_fires.c.automation_id.in_(sorted(rules)), rule_fires.c.fired_at > since)
+        )).all()
+        found.update({(row.automation_id, row.subject, row.fired_at): Fire(row.automation_id, row.subject,
+                                                                            row.fired_at)
+                      for row in rows if row.fired_at > now - rules[row.automation_id]})
+    return sorted(found.values(), key=lambda fire: fire.at)
 
 
 async def record_fires(conn: AsyncConnection, fires: Sequence[Fire], *, now: datetime) -> None:

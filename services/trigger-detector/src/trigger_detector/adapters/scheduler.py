@@ -239,8 +239,8 @@ class DeferredFirings(TimerLoop):
             )).all()
             live = {row.automation_id: rule for row in rows
                     if row.status == RuleStatus.DEPLOYED.value and (rule := _live_rule(row)) is not None}
-            fires = await flow_store.load_fires(conn, {a: flow.window_of(r, flow.Limits()) for a, r in live.items()},
-                                                now=now)
+            fires = await flow_store.load_fires(
+                conn, {}, {a: w for a, r in live.items() if (w := flow.rule_window(r)) is not None}, now=now)
             released: list[Outgoing] = []
             new_fires: list[flow.Fire] = []
             for row in rows:

@@ -76,11 +76,15 @@ def next_allowed(rule: ActiveRule, fires: Sequence[Fire], *, now: datetime) -> d
     return recent[len(recent) - limit.max_runs] + window
 
 
-def window_of(rule: ActiveRule, limits: Limits) -> timedelta:
-    """How far back the history of ``rule`` must reach for its checks."""
-    control = rule.definition.flow_control
-    minutes = [control.dedupe_window_minutes or 0, control.rate_limit.per_minutes if control.rate_limit else 0]
-    return max(timedelta(minutes=max(minutes)), limits.runaway_window)
+def subject_window(rule: ActiveRule, limits: Limits) -> timedelta:
+    """How far back a (rule, subject)'s fires matter: its dedupe window and runaway protection."""
+    return max(timedelta(minutes=rule.definition.flow_control.dedupe_window_minutes or 0), limits.runaway_window)
+
+
+def rule_window(rule: ActiveRule) -> timedelta | None:
+    """How far back all of a rule's fires matter (its rate limit), or None without one."""
+    limit = rule.definition.flow_control.rate_limit
+    return timedelta(minutes=limit.per_minutes) if limit is not None else None
 
 
 def _skipped(detected: Outgoing, reason: SkipReason, message: str, now: datetime) -> Outgoing:
