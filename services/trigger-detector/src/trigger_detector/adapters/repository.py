@@ -168,18 +168,24 @@ async def rules_changed_since(conn: AsyncConnection, revision: int) -> list[Rule
             for row in rows]
 
 
-def _active(row: Any) -> ActiveRule | None:
-    """The live rule of a row; None (logged) when the stored definition no longer loads.
+def stored_definition(automation_id: str, raw: Any) -> RuleDefinition | None:
+    """A stored definition, or None (logged) when it no longer loads.
 
     Intake stores only definitions that load back (see ``intake.accept``); a definition
     could stop loading only after an incompatible contract change. Such a rule stops firing
-    and says so, instead of failing the detection of every event of every tenant.
+    and says so, instead of failing every event, slot or timer that reaches it.
     """
     try:
-        definition = RuleDefinition.model_validate(row.definition)
+        return RuleDefinition.model_validate(raw)
     except ValidationError as exc:
-        log.error("stored_rule_unreadable", automation_id=row.id, tenant_id=row.tenant_id, version=row.version,
-                  error=str(exc))
+        log.error("stored_rule_unreadable", automation_id=automation_id, error=str(exc))
+        return None
+
+
+def _active(row: Any) -> ActiveRule | None:
+    """The live rule of a row; None when its stored definition no longer loads."""
+    definition = stored_definition(row.id, row.definition)
+    if definition is None:
         return None
     return ActiveRule(automation_id=row.id, version=row.version, status=RuleStatus(row.status),
                       definition=definition)

@@ -21,14 +21,13 @@ from typing import Any
 import sqlalchemy as sa
 from automation_shared import metrics
 from automation_shared.contracts.envelope import Envelope
-from automation_shared.contracts.rules import RuleDefinition, RuleStatus
+from automation_shared.contracts.rules import RuleStatus
 from automation_shared.delivery import Outgoing, append_outbox
 from automation_shared.logging import get_logger
 from automation_shared.service import Runtime
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trigger_detector.adapters import behavior_store, flow_store, match_store
+from trigger_detector.adapters import behavior_store, flow_store, match_store, repository
 from trigger_detector.adapters.tables import (
     automation_runs,
     automations,
@@ -124,10 +123,8 @@ class ScheduleDriver(TimerLoop):
 
     async def _fire(self, conn: AsyncConnection, row: Any, now: datetime) -> tuple[list[Outgoing], datetime | None]:
         """Decide one rule's due slots; its next slot, or None when the rule cannot fire (any more)."""
-        try:
-            definition = RuleDefinition.model_validate(row.definition)
-        except ValidationError as exc:
-            log.error("stored_rule_unreadable", automation_id=row.automation_id, error=str(exc))
+        definition = repository.stored_definition(row.automation_id, row.definition)
+        if definition is None:
             return [], None
         trigger = schedule_trigger(definition)
         if trigger is None or row.status != RuleStatus.DEPLOYED.value or row.deleted_at is not None:
@@ -204,10 +201,8 @@ def _live_rule(row: Any) -> ActiveRule | None:
     """The rule a timer belongs to, when it can still fire (deployed or paused, not deleted, loadable)."""
     if row.deleted_at is not None or row.status not in (RuleStatus.DEPLOYED.value, RuleStatus.PAUSED.value):
         return None
-    try:
-        definition = RuleDefinition.model_validate(row.definition)
-    except ValidationError as exc:
-        log.error("stored_rule_unreadable", automation_id=row.automation_id, error=str(exc))
+    definition = repository.stored_definition(row.automation_id, row.definition)
+    if definition is None:
         return None
     return ActiveRule(automation_id=row.automation_id, version=row.rule_version, status=RuleStatus(row.status),
                       definition=definition)

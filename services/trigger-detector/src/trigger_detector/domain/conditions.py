@@ -345,6 +345,13 @@ def summarise_results(results: Sequence[ConditionResult]) -> str:
     return f"{len(failed)} of {total} {noun} failed: " + "; ".join(_failure(r) for r in failed)
 
 
+def time_fields(at: datetime) -> dict[str, Any]:
+    """``time.*`` of a context: the instant ``at`` in its own offset (UTC for events, the rule's
+    timezone for schedule slots)."""
+    return {"iso": at.isoformat(), "hour": at.hour, "weekday": at.strftime("%A").lower(),
+            "date": at.date().isoformat()}
+
+
 def event_context(ref: EventRef, data: Mapping[str, Any], at: datetime,
                   known: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The context a rule's conditions see for a domain event.
@@ -364,6 +371,5 @@ def event_context(ref: EventRef, data: Mapping[str, Any], at: datetime,
         "event": event,
         "subject": {"id": ref.subject},
         **(known or {}),
-        "time": {"iso": at.isoformat(), "hour": at.hour, "weekday": at.strftime("%A").lower(),
-                 "date": at.date().isoformat()},
+        "time": time_fields(at),
     }

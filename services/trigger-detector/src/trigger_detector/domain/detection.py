@@ -27,7 +27,7 @@ from automation_shared.contracts.registry import build
 from automation_shared.contracts.rules import EventTrigger, RuleDefinition, RuleStatus, ScheduleTrigger
 from automation_shared.delivery import Outgoing
 
-from trigger_detector.domain.conditions import describe_failures, evaluate_all, event_context
+from trigger_detector.domain.conditions import describe_failures, evaluate_all, event_context, time_fields
 
 SOURCE = "trigger-detector"
 ID_NAMESPACE = uuid.UUID("8c0f3a52-4d1e-4a8e-9a35-6f1d8f0b7c21")
@@ -145,8 +145,7 @@ def schedule_context(slot: datetime, timezone: str) -> dict[str, Any]:
     local = slot.astimezone(ZoneInfo(timezone))
     return {
         "schedule": {"slot": slot.isoformat(), "timezone": timezone},
-        "time": {"iso": local.isoformat(), "utc": slot.isoformat(), "hour": local.hour,
-                 "weekday": local.strftime("%A").lower(), "date": local.date().isoformat()},
+        "time": {**time_fields(local), "utc": slot.isoformat()},
     }
 
 
@@ -174,7 +173,6 @@ def decide_manually(rule: ActiveRule, context: dict[str, Any], *, tenant_id: str
     failed conditions are skipped with the reason. ``request_id`` (the caller's idempotency key)
     names the run, so a retried request starts no second run."""
     snapshot = {**context, "trigger": {"source": "manual", "user": user_id, "mode": "test" if test_mode else "live"},
-                "time": {"iso": now.isoformat(), "hour": now.hour, "weekday": now.strftime("%A").lower(),
-                         "date": now.date().isoformat()}}
+                "time": time_fields(now)}
     return decide(Firing(rule=rule, kind=TriggerKind.MANUAL, tenant_id=tenant_id, subject=None, context=snapshot,
                          key=("manual", request_id), test_mode=test_mode), now=now)
