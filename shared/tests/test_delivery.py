@@ -333,3 +333,40 @@ async def test_an_event_over_the_record_budget_never_enters_the_outbox(plumbing_
         written = await conn.scalar(sa.select(sa.func.count()).select_from(outbox)
                                     .where(outbox.c.payload == small.to_bytes()))
     assert written == 0
+
+
+async def test_stopping_while_the_group_rebalances_does_not_deadlock(
+    isolated: Settings, plumbing_engine: AsyncEngine,
+) -> None:
+    """Shutdown must not wait on itself: ``stop`` leaves the group while the rebalance it waits for
+    takes the batch lock. Reproduced in order: a batch is in flight (the lock is held), ``stop`` is
+    asked (first in line for the lock), a second member joins, and the first member's rebalance
+    listener queues behind ``stop``. Holding the lock across aiokafka's ``stop`` hung here forever."""
+
+    async def nothing(_conn: AsyncConnection, _items: Sequence[Consumed[Envelope]]) -> None:
+        return None
+
+    publisher = KafkaPublisher(isolated)
+    await publisher.start()
+    subscription = Subscription(topic=topics.DOMAIN_EVENTS, consumer="rebalancing", decode=envelope_itself,
+                                handler=nothing)
+    first = BatchConsumer(subscription, settings=isolated, engine=plumbing_engine, publisher=publisher)
+    second = BatchConsumer(subscription, settings=isolated, engine=plumbing_engine, publisher=publisher)
+    lock = first._processing  # noqa: SLF001 - the test plays the batch in flight
+    try:
+        await first.start()
+        await wait_until(lambda: asyncio.sleep(0, bool(first.consumer and first.consumer.assignment())),
+                         what="the first member's assignment")
+        await lock.acquire()
+        stopping = asyncio.create_task(first.stop())
+        await wait_until(lambda: asyncio.sleep(0, len(lock._waiters or ()) == 1), what="stop waiting")  # noqa: SLF001
+        await second.start()
+        await wait_until(lambda: asyncio.sleep(0, len(lock._waiters or ()) == 2),  # noqa: SLF001
+                         what="the rebalance listener queued behind stop")
+        lock.release()
+        async with asyncio.timeout(60):
+            await stopping
+        assert first.consumer is None
+    finally:
+        await second.stop()
+        await publisher.stop()

@@ -309,12 +309,17 @@ class BatchConsumer(Generic[P]):
         self._stopping = True
 
     async def stop(self) -> None:
-        """Leave the group; call after :meth:`run` returned so the last batch was committed."""
+        """Leave the group; call after :meth:`run` returned so the last batch was committed.
+
+        It waits for a batch in flight, then leaves the group *without* holding the batch lock:
+        aiokafka's ``stop`` waits for the group coordinator to finish a rebalance it has begun,
+        and that rebalance calls :class:`_FinishBatchBeforeRevoke`, which takes the same lock —
+        holding it here deadlocked shutdown whenever another member joined or left just then.
+        """
         self._stopping = True
-        if self._consumer is None:
-            return
         async with self._processing:
             consumer, self._consumer = self._consumer, None
+        if consumer is not None:
             await consumer.stop()
 
     async def run(self) -> None:

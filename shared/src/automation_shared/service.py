@@ -216,7 +216,11 @@ def build_service(
                 task.cancel()
             await asyncio.gather(*consuming, *tasks, return_exceptions=True)
             for consumer in runtime.consumers:
-                await consumer.stop()
+                try:
+                    async with asyncio.timeout(STOP_GRACE_SECONDS):
+                        await consumer.stop()
+                except TimeoutError:  # the group's coordinator will drop us after the session timeout
+                    log.error("consumer_stop_timed_out", consumer=consumer.subscription.consumer)
             await runtime.publisher.stop()
             await runtime.engine.dispose()
             log.info("service_stopped")
