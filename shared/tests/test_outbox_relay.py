@@ -42,6 +42,7 @@ from automation_shared.delivery import (
     append_outbox,
     is_refusal,
     publish_order,
+    withdraw_held,
 )
 from automation_shared.errors import TransientError
 from automation_shared.plumbing_tables import metadata, outbox
@@ -535,6 +536,44 @@ async def test_two_relays_keep_every_keys_order_on_the_real_topic(
 
 
 # ---------------------------------------------------------------- statistics and retention
+
+
+async def test_a_held_row_waits_for_its_instant_while_the_rows_behind_it_flow(relay_engine: AsyncEngine) -> None:
+    """A slot decided ahead of time is published when the relay's clock reaches it, not before."""
+    now = [datetime.now(UTC)]
+    slot = now[0] + timedelta(seconds=30)
+    async with relay_engine.begin() as conn:
+        await append_outbox(conn, [Outgoing("x", "rule-1", _event(0), not_before=slot, held_for="rule-1"),
+                                   Outgoing("x", "rule-1", _event(1))])
+    sent: list[int] = []
+
+    async def recording(rows: Sequence[OutboxRow]) -> Results:
+        sent.extend(_n(row) for row in rows)
+        return await ack_all(rows)
+
+    relay = OutboxRelay(relay_engine, recording, service="test-held", clock=lambda: now[0])
+    assert await relay.relay_once() == 1 and sent == [1]
+    assert (await relay.pending_stats()).backlog == 0  # held, not late: no backlog, no age
+    now[0] = slot - timedelta(milliseconds=1)
+    assert await relay.relay_once() == 0
+    now[0] = slot
+    assert await relay.relay_once() == 1 and sent == [1, 0]
+
+
+async def test_withdrawing_deletes_only_the_rules_rows_that_are_not_due_yet(relay_engine: AsyncEngine) -> None:
+    now = datetime.now(UTC)
+    later, earlier = now + timedelta(seconds=20), now - timedelta(seconds=1)
+    async with relay_engine.begin() as conn:
+        await append_outbox(conn, [
+            Outgoing("x", "k", _event(0), not_before=later, held_for="rule-1"),     # withdrawn
+            Outgoing("x", "k", _event(1), not_before=earlier, held_for="rule-1"),   # due already: stays
+            Outgoing("x", "k", _event(2), not_before=later, held_for="rule-2"),     # another rule's
+            Outgoing("x", "k", _event(3)),
+        ])
+        assert await withdraw_held(conn, "rule-1", now=now) == [later]
+        assert await withdraw_held(conn, "rule-1", now=now) == []
+    left = await _rows(relay_engine)
+    assert sorted(Envelope.model_validate_json(row["payload"]).data["n"] for row in left.values()) == [1, 2, 3]
 
 
 async def test_pending_stats_report_backlog_oldest_age_and_parked_rows(relay_engine: AsyncEngine) -> None:

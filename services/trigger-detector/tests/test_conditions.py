@@ -10,11 +10,7 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
-from automation_shared.contracts.events import ConditionResult
-from automation_shared.contracts.rules import OPERATOR_ALIASES, Condition, Operator
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from trigger_detector.domain.conditions import (
+from automation_shared.conditions import (
     describe_condition,
     describe_failures,
     evaluate,
@@ -23,6 +19,10 @@ from trigger_detector.domain.conditions import (
     resolve,
     summarise_results,
 )
+from automation_shared.contracts.events import ConditionResult
+from automation_shared.contracts.rules import OPERATOR_ALIASES, Condition, Operator
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 CONTEXT: dict[str, Any] = {
     "product_count": 3,

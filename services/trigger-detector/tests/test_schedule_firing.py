@@ -99,12 +99,12 @@ def scheduled(status: RuleStatus) -> rules.Automation:
 def test_deploying_arms_from_now_and_pausing_or_deleting_stops_at_once() -> None:
     deployed = rules.change_status(scheduled(RuleStatus.DRAFT), RuleStatus.DEPLOYED, user_id="u", now=NOW,
                                    new_id=ids())
-    assert deployed is not None and deployed.schedule == rules.Arm(datetime(2026, 11, 30, 9, tzinfo=UTC))
+    assert deployed is not None and deployed.schedule == rules.Arm(datetime(2026, 11, 30, 9, tzinfo=UTC), ahead=True)
     paused = rules.change_status(deployed.automation, RuleStatus.PAUSED, user_id="u", now=NOW, new_id=ids())
     assert paused is not None and paused.schedule == rules.Arm(None)
     later = NOW + timedelta(days=14)
     redeployed = rules.change_status(paused.automation, RuleStatus.DEPLOYED, user_id="u", now=later, new_id=ids())
-    assert redeployed is not None and redeployed.schedule == rules.Arm(datetime(2026, 12, 14, 9, tzinfo=UTC))
+    assert redeployed is not None and redeployed.schedule == rules.Arm(datetime(2026, 12, 14, 9, tzinfo=UTC), ahead=True)
     assert rules.delete(redeployed.automation, user_id="u", now=later).schedule == rules.Arm(None)
 
 
@@ -115,7 +115,11 @@ def test_an_edit_keeps_an_unchanged_schedule_and_rearms_a_changed_one() -> None:
     assert renamed.schedule is None
     moved = rules.revise(deployed, RuleDefinition.model_validate(
         {**SCHEDULED, "triggers": [{"kind": "schedule", "cron": "0 10 * * *"}]}), user_id="u", now=NOW, new_id=ids())
-    assert moved.schedule == rules.Arm(datetime(2026, 11, 24, 10, tzinfo=UTC))
+    assert moved.schedule == rules.Arm(datetime(2026, 11, 24, 10, tzinfo=UTC), ahead=True)
+    guarded = rules.revise(deployed, RuleDefinition.model_validate(
+        {**SCHEDULED, "triggers": [{"kind": "schedule", "cron": "0 9 * * 1", "overlap_policy": "skip_if_running"}]}),
+        user_id="u", now=NOW, new_id=ids())
+    assert guarded.schedule is not None and not guarded.schedule.ahead  # decided when due: a run may be going
 
 
 def test_a_slot_names_one_run_and_overlap_skips_while_running() -> None:

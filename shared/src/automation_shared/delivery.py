@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,6 +38,7 @@ from automation_shared.errors import AutomationError, OversizedOutgoing
 from automation_shared.failures import is_transient
 from automation_shared.logging import get_logger
 from automation_shared.plumbing_tables import outbox
+from automation_shared.system import utcnow
 
 log = get_logger(__name__)
 
@@ -50,11 +51,16 @@ class Outgoing:
 
     ``envelope=None`` is a *tombstone*: a record with this key and no value, which tells a
     compacted topic (``automation.rules``) to drop the key's history; consumers skip it.
+
+    ``not_before`` holds an event decided ahead of time (a schedule slot) back until that
+    instant; until then a change to ``held_for`` may withdraw it (:func:`withdraw_held`).
     """
 
     topic: str
     key: str | None
     envelope: Envelope | None
+    not_before: datetime | None = None
+    held_for: str | None = None
 
     @classmethod
     def tombstone(cls, topic: str, key: str) -> Outgoing:
@@ -83,7 +89,8 @@ async def append_outbox(conn: AsyncConnection, items: Iterable[Outgoing]) -> int
     rows: list[dict[str, Any]] = []
     for item in items:
         if item.envelope is None:
-            rows.append({"topic": item.topic, "key": item.key, "event_type": TOMBSTONE_TYPE, "payload": None})
+            rows.append({"topic": item.topic, "key": item.key, "event_type": TOMBSTONE_TYPE, "payload": None,
+                         "not_before": None, "held_for": None})
             continue
         payload = item.envelope.to_bytes()
         if len(payload) > MAX_RECORD_BYTES:
@@ -91,10 +98,26 @@ async def append_outbox(conn: AsyncConnection, items: Iterable[Outgoing]) -> int
                 f"{item.envelope.type} for {item.key or 'no key'} would be {len(payload)} bytes, "
                 f"over the {MAX_RECORD_BYTES}-byte record limit"
             )
-        rows.append({"topic": item.topic, "key": item.key, "event_type": item.envelope.type, "payload": payload})
+        rows.append({"topic": item.topic, "key": item.key, "event_type": item.envelope.type, "payload": payload,
+                     "not_before": item.not_before, "held_for": item.held_for})
     if rows:
         await conn.execute(outbox.insert(), rows)
     return len(rows)
+
+
+async def withdraw_held(conn: AsyncConnection, held_for: str, *, now: datetime) -> list[datetime]:
+    """Delete the rows held for ``held_for`` that are not due yet; returns their ``not_before``.
+
+    Runs in the caller's transaction (a rule's pause or edit), so a slot decided ahead is either
+    withdrawn with the change or already due — never published after the change took effect.
+    The relay only selects due rows, so it is never sending a row this deletes.
+    """
+    result = await conn.execute(
+        outbox.delete()
+        .where(outbox.c.held_for == held_for, outbox.c.published_at.is_(None), outbox.c.not_before > now)
+        .returning(outbox.c.not_before)
+    )
+    return sorted(result.scalars().all())
 
 
 @dataclass(frozen=True)
@@ -214,6 +237,7 @@ class PendingStats:
 
 
 _PENDING = sa.and_(outbox.c.published_at.is_(None), outbox.c.parked_at.is_(None))
+_DUE = sa.or_(outbox.c.not_before.is_(None), outbox.c.not_before <= sa.bindparam("now"))
 
 _TRY_RELAY_LOCK = sa.text(
     f"SELECT pg_try_advisory_xact_lock({RELAY_LOCK_CLASS}, CAST(CAST('{outbox.name}'::regclass AS oid) AS integer))"
@@ -243,12 +267,13 @@ _RECORD_REFUSALS = sa.text(
 
 _PENDING_STATS = sa.select(
     sa.func.count(),
-    sa.func.coalesce(sa.extract("epoch", sa.func.now() - sa.func.min(outbox.c.created_at)), 0),
+    sa.func.coalesce(sa.extract("epoch", sa.bindparam("now") - sa.func.min(
+        sa.func.coalesce(outbox.c.not_before, outbox.c.created_at))), 0),
     sa.select(sa.func.count())
     .select_from(outbox)
     .where(outbox.c.published_at.is_(None), outbox.c.parked_at.is_not(None))
     .scalar_subquery(),
-).where(_PENDING)
+).where(_PENDING, _DUE)
 
 
 class OutboxRelay:
@@ -273,6 +298,11 @@ class OutboxRelay:
     never by an id high-water mark: a lower id whose transaction commits late is sent on a later
     pass (after higher ids of other transactions; same-key writes are serialised by the domain).
 
+    **Held rows wait for their instant.** A row with ``not_before`` (a schedule slot decided
+    ahead of time) is not due until the relay's clock reaches it; rows behind it flow meanwhile,
+    so it is published after later-written rows of its key — the order of the instants they
+    stand for. Until it is due, :func:`withdraw_held` may delete it.
+
     **Refused rows are parked, not blocking.** A row Kafka refuses (:func:`is_refusal`) gets
     ``attempts`` incremented and ``last_error`` stored; at ``max_attempts`` it is parked
     (``parked_at``), logged as an error and counted in ``automation_outbox_parked_total``, and
@@ -288,7 +318,8 @@ class OutboxRelay:
 
     def __init__(self, engine: AsyncEngine, send_many: SendMany, *, service: str, batch_size: int = 200,
                  max_attempts: int = 5, poll_seconds: float = 0.2, max_backoff_seconds: float = 5.0,
-                 send_timeout_seconds: float = 60.0, retention: timedelta = timedelta(hours=24)) -> None:
+                 send_timeout_seconds: float = 60.0, retention: timedelta = timedelta(hours=24),
+                 clock: Callable[[], datetime] = utcnow) -> None:
         if batch_size < 1 or max_attempts < 1:
             raise ValueError("batch_size and max_attempts must be at least 1")
         self._engine = engine
@@ -300,6 +331,7 @@ class OutboxRelay:
         self._max_backoff = max(max_backoff_seconds, poll_seconds)
         self._send_timeout = send_timeout_seconds
         self._retention = retention
+        self._clock = clock
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
@@ -324,9 +356,10 @@ class OutboxRelay:
             metrics.OUTBOX_RELAY_ACTIVE.labels(self._service).set(1)
             result = await conn.execute(
                 sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
-                .where(_PENDING)
+                .where(_PENDING, _DUE)
                 .order_by(outbox.c.id)
-                .limit(self._batch_size)
+                .limit(self._batch_size),
+                {"now": self._clock()},
             )
             rows = publish_order((OutboxRow(*row) for row in result.all()), self._batch_size)
             if not rows:
@@ -403,7 +436,7 @@ class OutboxRelay:
         The values are the schema's, not this replica's: aggregate them with ``max``, not ``sum``.
         """
         async with self._engine.connect() as conn:
-            backlog, oldest, parked = (await conn.execute(_PENDING_STATS)).one()
+            backlog, oldest, parked = (await conn.execute(_PENDING_STATS, {"now": self._clock()})).one()
         stats = PendingStats(backlog=int(backlog), oldest_age_seconds=max(float(oldest), 0.0), parked=int(parked))
         metrics.OUTBOX_BACKLOG.labels(self._service).set(stats.backlog)
         metrics.OUTBOX_OLDEST_AGE.labels(self._service).set(stats.oldest_age_seconds)

@@ -38,7 +38,12 @@ outbox = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("parked_at", sa.DateTime(timezone=True), nullable=True),
+    # a row decided ahead of time (a schedule slot) is published at ``not_before``, not before;
+    # until then a change to ``held_for`` (its rule) withdraws it: see delivery.withdraw_held
+    sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("held_for", sa.Text, nullable=True),
     sa.Index("outbox_pending", "id", postgresql_where=sa.text("published_at IS NULL AND parked_at IS NULL")),
+    sa.Index("outbox_held", "held_for", postgresql_where=sa.text("published_at IS NULL AND held_for IS NOT NULL")),
     sa.Index("outbox_parked", "id", postgresql_where=sa.text("parked_at IS NOT NULL")),
 )
 
@@ -97,3 +102,14 @@ def allow_outbox_tombstones() -> None:
     from alembic import op
 
     op.alter_column("outbox", "payload", nullable=True)
+
+
+def hold_outbox_rows() -> None:
+    """Delivery core v3: rows decided ahead of time, published at ``not_before`` and withdrawable
+    (``held_for``) until then. Every schema gets the columns (one relay query for all)."""
+    from alembic import op
+
+    op.add_column("outbox", sa.Column("not_before", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("outbox", sa.Column("held_for", sa.Text, nullable=True))
+    op.create_index("outbox_held", "outbox", ["held_for"],
+                    postgresql_where=sa.text("published_at IS NULL AND held_for IS NOT NULL"))

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +32,7 @@ from automation_shared.logging import configure_logging, get_logger
 from automation_shared.messaging import BatchConsumer, KafkaPublisher, Subscription
 from automation_shared.openapi import document_errors, refuse_nul_in_url
 from automation_shared.settings import Settings, check_production_safety
+from automation_shared.system import clock_of
 
 log = get_logger(__name__)
 
@@ -69,8 +70,11 @@ class Runtime:
         return consumer
 
 
-def create_runtime(settings: Settings, schema_base: str) -> Runtime:
+def create_runtime(settings: Settings, schema_base: str, *, clock: Callable[[], datetime] | None = None) -> Runtime:
     """Build (but do not start) the engine, Kafka clients and relay of a service.
+
+    ``clock`` is the service's clock (the relay publishes a held row when it says so); by
+    default the configured one (:func:`clock_of` of ``clock_rate``/``clock_epoch``).
 
     Raises:
         InsecureSettings: the built-in development JWT key without ``AUTOMATION_DEV_MODE``.
@@ -86,7 +90,8 @@ def create_runtime(settings: Settings, schema_base: str) -> Runtime:
 
     relay = OutboxRelay(engine, send_rows, service=settings.service_name, batch_size=settings.outbox_batch_size,
                         max_attempts=settings.outbox_max_attempts, poll_seconds=settings.outbox_poll_seconds,
-                        retention=timedelta(hours=settings.outbox_retention_hours))
+                        retention=timedelta(hours=settings.outbox_retention_hours),
+                        clock=clock or clock_of(settings.clock_rate, settings.clock_epoch))
     return Runtime(settings=settings, schema=schema, engine=engine, publisher=publisher, relay=relay)
 
 

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         20, ge=1, le=100_000,
         description="A rule firing for one subject more often than this within `runaway_window_minutes` is set "
                     "to failed (a loop that the automation chain cannot see).")
+    schedule_lead_seconds: float = Field(
+        30.0, ge=0, le=600,
+        description="How long before a slot the trigger-detector decides it (held in the outbox until the slot, "
+                    "withdrawn if the rule changes first), so thousands of slots due at one second are published "
+                    "on time; 0 decides each slot when it comes due. `skip_if_running` rules are always decided "
+                    "when due.")
     runaway_window_minutes: float = Field(10.0, gt=0, le=10_080, description="Window of `runaway_fire_limit`.")
     clock_rate: float = Field(
         1.0, gt=0, le=100_000,

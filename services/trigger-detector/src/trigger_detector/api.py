@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from automation_shared import topics
 from automation_shared.auth import CurrentPrincipal, Principal, Role, require_roles
+from automation_shared.conditions import describe_condition, evaluate_all, summarise_results
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.jsonsafe import MAX_INGRESS_DEPTH, UnsafeJson, loads_strict
 from automation_shared.contracts.rules import RuleStatus, ScheduleTrigger, dump_rule
@@ -35,7 +36,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from trigger_detector.adapters import repository, run_stats
 from trigger_detector.domain import catalog, intake, rules, summary, templates
-from trigger_detector.domain.conditions import describe_condition, evaluate_all, summarise_results
 from trigger_detector.domain.detection import ActiveRule, decide_manually
 from trigger_detector.domain.recommend import recommend
 from trigger_detector.domain.schedule import ScheduleError, next_fire_times

@@ -23,7 +23,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     """
     settings = settings or Settings(service_name="trigger-detector")
     clock = clock or clock_of(settings.clock_rate, settings.clock_epoch)
-    runtime = create_runtime(settings, SCHEMA)
+    runtime = create_runtime(settings, SCHEMA, clock=clock)
     handlers.register(runtime, RuleCache(), clock=clock)
     handlers.register_stats(runtime)
     runtime.background.append(ScheduleDriver(runtime, clock=clock).run)

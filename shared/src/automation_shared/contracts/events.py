@@ -82,6 +82,8 @@ class TriggerDetected(RunScoped):
     actions: tuple[Step, ...] = Field(description="Action chain of the pinned rule version.")
     governance: Governance = Field(default_factory=Governance, description="Governance of the pinned version.")
     test_mode: bool = Field(False, description="Run without real side effects (dry run).")
+    owner: str | None = Field(None, description="Rule owner at the pinned version (notification recipient).")
+    collaborators: tuple[str, ...] = Field((), description="Rule collaborators (notification recipients).")
 
 
 class TriggerSkipped(Payload):

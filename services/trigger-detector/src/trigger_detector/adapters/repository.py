@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from automation_shared.contracts.rules import RuleDefinition, RuleStatus, dump_rule
-from automation_shared.delivery import append_outbox
+from automation_shared.delivery import append_outbox, withdraw_held
 from automation_shared.logging import get_logger
 from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
@@ -133,11 +133,17 @@ async def save(conn: AsyncConnection, change: Change, *, now: datetime) -> None:
         created_at=now, created_by=automation.updated_by, label=change.label,
     ))
     await append_outbox(conn, change.events)
+    # slots the old version decided ahead of time and that are not due yet go with the old version
+    withdrawn = await withdraw_held(conn, automation.id, now=now)
     if change.schedule is not None:
         await conn.execute(schedules.delete().where(schedules.c.automation_id == automation.id))
         if change.schedule.next_due is not None:
             await conn.execute(schedules.insert().values(automation_id=automation.id, tenant_id=automation.tenant_id,
-                                                         next_due_at=change.schedule.next_due, armed_at=now))
+                                                         next_due_at=change.schedule.next_due, armed_at=now,
+                                                         ahead=change.schedule.ahead))
+    elif withdrawn:  # the schedule goes on: the new version decides the withdrawn slots again
+        await conn.execute(schedules.update().where(schedules.c.automation_id == automation.id)
+                           .values(next_due_at=withdrawn[0]))
 
 
 @dataclass(frozen=True)

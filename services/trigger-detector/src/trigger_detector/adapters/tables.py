@@ -73,6 +73,8 @@ schedules = sa.Table(
     sa.Column("tenant_id", sa.Text, nullable=False),
     sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("armed_at", sa.DateTime(timezone=True), nullable=False),
+    # slots may be decided up to the lead time before they come due (domain.rules.Arm.ahead)
+    sa.Column("ahead", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("schedules_due", "next_due_at"),
 )
 

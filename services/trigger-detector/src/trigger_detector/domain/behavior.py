@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from automation_shared.conditions import event_context
 from automation_shared.contracts.context import MISSING, lookup
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import EventRef, TriggerKind
@@ -36,7 +37,6 @@ from automation_shared.contracts.rules import (
     RepeatPurchase,
 )
 
-from trigger_detector.domain.conditions import event_context
 from trigger_detector.domain.detection import ActiveRule, Firing
 
 Behavior = AbandonedCart | ProductViewedNotBought | RepeatPurchase | HighValueCustomer | DormantCustomer

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from automation_shared import topics
+from automation_shared.conditions import describe_failures, evaluate_all, event_context, time_fields
 from automation_shared.contracts.envelope import MAX_CHAIN_HOPS, Envelope
 from automation_shared.contracts.events import (
     EventRef,
@@ -26,8 +27,6 @@ from automation_shared.contracts.events import (
 from automation_shared.contracts.registry import build
 from automation_shared.contracts.rules import EventTrigger, RuleDefinition, RuleStatus, ScheduleTrigger
 from automation_shared.delivery import Outgoing
-
-from trigger_detector.domain.conditions import describe_failures, evaluate_all, event_context, time_fields
 
 SOURCE = "trigger-detector"
 ID_NAMESPACE = uuid.UUID("8c0f3a52-4d1e-4a8e-9a35-6f1d8f0b7c21")
@@ -105,6 +104,7 @@ def decide(firing: Firing, *, now: datetime) -> Outgoing:
             automation_name=name, category=rule.definition.category, trigger_kind=firing.kind,
             trigger_event=firing.trigger_event, context=firing.context, condition_results=results,
             actions=rule.definition.actions, governance=rule.definition.governance, test_mode=firing.test_mode,
+            owner=rule.definition.owner, collaborators=rule.definition.collaborators,
         )
         topic, key = topics.TRIGGER_DETECTED, run_id
     else:

@@ -68,9 +68,14 @@ class Automation:
 
 @dataclass(frozen=True)
 class Arm:
-    """Where the rule's schedule stands after a change: waiting for ``next_due``, or (None) stopped."""
+    """Where the rule's schedule stands after a change: waiting for ``next_due``, or (None) stopped.
+
+    ``ahead``: its slots may be decided before they come due (held in the outbox until then). Not
+    for ``skip_if_running`` rules, whose decision depends on the run in progress at the slot.
+    """
 
     next_due: datetime | None
+    ahead: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,7 @@ def arm(current: Automation, previous: Automation | None, *, now: datetime) -> A
     if previous is not None and previous.status is RuleStatus.DEPLOYED \
             and schedule_trigger(previous.definition) == trigger:
         return None
-    return Arm(first_slot(trigger, now=now))
+    return Arm(first_slot(trigger, now=now), ahead=trigger.overlap_policy == "allow")
 
 
 def _announce(automation: Automation, label: str, *, now: datetime, new_id: NewId,

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from automation_shared.conditions import event_context
 from automation_shared.contracts.context import MISSING, lookup
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import EventRef, TriggerKind
 from automation_shared.contracts.rules import ThresholdTrigger
 
-from trigger_detector.domain.conditions import event_context
 from trigger_detector.domain.detection import ActiveRule, Firing
 
 METRIC_EVENT: Final = "metric.reported"
