@@ -20,6 +20,7 @@ export SERVICE_PORT_BASE="${BENCH_SERVICE_PORT_BASE:-28000}"  # unused: bench/ru
 export PG_FSYNC="${BENCH_PG_FSYNC:-on}"
 export AUTOMATION_NAMESPACE=""  # bench/run.py gives every phase its own namespace
 export AUTOMATION_DEV_MODE=true  # a local stack: the services accept the development JWT key
+export AUTOMATION_EGRESS_ALLOW=127.0.0.1,localhost  # the benchmark receiver is local
 
 stack() { deploy/local/stack.sh "$@"; }
 trap 'stack down' EXIT

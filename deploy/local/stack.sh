@@ -2,9 +2,10 @@
 # The local real stack, without Docker: Apache Kafka (KRaft, official jars from Maven Central,
 # Java 17) and a private PostgreSQL cluster, both on 127.0.0.1, plus the four services as
 # separate processes. Everything lives under $STACK_DIR; every process we start is recorded by
-# pid so `down` stops exactly what `up` started.
+# pid so `down` stops exactly what `up` started. `up` also starts the front door: nginx on
+# 127.0.0.1:$SERVICE_PORT_BASE (8000) routing the APIs' path prefixes as the Kubernetes Ingress does.
 #
-# Usage: deploy/local/stack.sh <install|infra-up|services-up|up|down|status|logs|env>
+# Usage: deploy/local/stack.sh <install|infra-up|services-up|frontdoor-up|up|down|status|logs|env>
 # Ports and directories come from the environment (see the defaults below); `make test` runs a
 # second stack on other ports with its own STACK_DIR so it never collides with `make up`.
 set -euo pipefail
@@ -26,6 +27,10 @@ PY="$VENV/bin/python"
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/local/kafka/pom.xml)"
 KAFKA_LIBS="$ROOT/.local/kafka/$KAFKA_VERSION/libs"
 PG_BIN="${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}"
+NGINX_BIN="${NGINX_BIN:-$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)}"
+# kustomize renders deploy/k8s in tests/test_deploy.py; built from source with `go install` (pinned)
+KUSTOMIZE_VERSION="v5.8.1"
+KUSTOMIZE="$ROOT/.local/bin/kustomize"
 
 # service name : python package : port offset
 SERVICES=(
@@ -44,6 +49,7 @@ export AUTOMATION_NAMESPACE="${AUTOMATION_NAMESPACE:-}"
 export AUTOMATION_PARTITIONS="$PARTITIONS"
 # A local stack: the services accept the built-in development JWT key (they refuse it otherwise).
 export AUTOMATION_DEV_MODE="${AUTOMATION_DEV_MODE:-true}"
+export AUTOMATION_EGRESS_ALLOW="${AUTOMATION_EGRESS_ALLOW:-127.0.0.1,localhost}"  # the local stack: webhooks go to the local sink
 
 # ---------------------------------------------------------------- install
 install_python() {
@@ -85,7 +91,32 @@ install_postgres() {
   PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
 }
 
-cmd_install() { install_python; install_kafka; install_postgres; }
+install_nginx() { # the front door of `make up` (Debian's nginx; nothing else of it is used)
+  if [[ -x "$NGINX_BIN" ]]; then return 0; fi
+  if [[ $(id -u) -ne 0 ]]; then
+    log "nginx not found and not root: install nginx for the front door of 'make up'"
+    return 0
+  fi
+  log "nginx not found; installing the Debian package (the front door)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null 2>&1 \
+    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null \
+    || die "could not install nginx"
+  NGINX_BIN="$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)"
+}
+
+install_kustomize() { # offline rendering of deploy/k8s in the tests; Go's module tooling, pinned version
+  if [[ -x "$KUSTOMIZE" && "$("$KUSTOMIZE" version 2>/dev/null)" == "$KUSTOMIZE_VERSION" ]]; then return 0; fi
+  if ! command -v go >/dev/null 2>&1; then
+    log "go not found: kustomize $KUSTOMIZE_VERSION not installed (tests/test_deploy.py needs it)"
+    return 0
+  fi
+  log "building kustomize $KUSTOMIZE_VERSION (go install into .local/bin)"
+  GOBIN="$ROOT/.local/bin" GOFLAGS=-buildvcs=false \
+    go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" >&2 || die "could not build kustomize"
+}
+
+cmd_install() { install_python; install_kafka; install_postgres; install_nginx; install_kustomize; }
 
 # ---------------------------------------------------------------- processes
 pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -246,6 +277,33 @@ services_up() {
   done
 }
 
+# ---------------------------------------------------------------- front door
+frontdoor_up() { # nginx on SERVICE_PORT_BASE, the Ingress's routes (deploy/local/frontdoor.py)
+  local dir="$STACK_DIR/frontdoor" pidf="$STACK_DIR/pids/frontdoor.pid" port
+  port="$(service_port 0)"
+  mkdir -p "$dir/tmp" "$STACK_DIR/pids" "$STACK_DIR/logs"
+  if pid_alive "$pidf"; then log "front door already running (pid $(cat "$pidf"))"; return 0; fi
+  [[ -x "$NGINX_BIN" ]] || die "nginx is required for the front door: deploy/local/stack.sh install (as root) installs it"
+  local upstreams=() user=()
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r name _pkg off <<<"$entry"
+    upstreams+=("$name=127.0.0.1:$(service_port "$off")")
+  done
+  # nginx started as root runs its workers as this user
+  if [[ $(id -u) -eq 0 ]]; then user=(--user "nobody $(id -gn nobody)"); fi
+  "$PY" deploy/local/frontdoor.py local --listen "127.0.0.1:$port" --dir "$dir" "${user[@]}" "${upstreams[@]}" \
+    >"$dir/nginx.conf"
+  "$NGINX_BIN" -t -q -c "$dir/nginx.conf" -e "$dir/error.log" || die "nginx refused $dir/nginx.conf"
+  ln -sf "$dir/error.log" "$STACK_DIR/logs/frontdoor-error.log"
+  log "starting the front door (nginx) on 127.0.0.1:$port"
+  # in the foreground (no daemon): the pid we record is nginx's master, which `down` stops
+  nohup "$NGINX_BIN" -c "$dir/nginx.conf" -e "$dir/error.log" -g 'daemon off;' \
+    >>"$STACK_DIR/logs/frontdoor.log" 2>&1 &
+  echo $! >"$pidf"
+  wait_port 127.0.0.1 "$port" 15 || { tail -n 20 "$dir/error.log" >&2; die "the front door did not open port $port"; }
+  log "front door ready: http://127.0.0.1:$port/api/v1/… (the Ingress's routes)"
+}
+
 stop_pidfile() { # name pidfile
   local pidf="$2"
   [[ -f "$pidf" ]] || return 0
@@ -260,6 +318,7 @@ stop_pidfile() { # name pidfile
 }
 
 cmd_down() {
+  stop_pidfile frontdoor "$STACK_DIR/pids/frontdoor.pid"
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r name _pkg _off <<<"$entry"
     stop_pidfile "$name" "$STACK_DIR/pids/$name.pid"
@@ -271,7 +330,7 @@ cmd_down() {
 
 cmd_status() {
   printf '%-20s %-8s %s\n' COMPONENT PID STATE
-  for comp in kafka postgres trigger-detector executor approvals timeline-projector webhook-sink; do
+  for comp in kafka postgres trigger-detector executor approvals timeline-projector webhook-sink frontdoor; do
     local pidf="$STACK_DIR/pids/$comp.pid" state="stopped" pid="-"
     if pid_alive "$pidf"; then pid="$(cat "$pidf")"; state="running"; fi
     printf '%-20s %-8s %s\n' "$comp" "$pid" "$state"
@@ -282,6 +341,7 @@ cmd_env() {
   echo "export KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"
   echo "export AUTOMATION_DATABASE_URL=$AUTOMATION_DATABASE_URL"
   echo "export AUTOMATION_NAMESPACE=$AUTOMATION_NAMESPACE"
+  echo "export AUTOMATION_EGRESS_ALLOW=$AUTOMATION_EGRESS_ALLOW"
   echo "export AUTOMATION_DEV_MODE=$AUTOMATION_DEV_MODE"
 }
 
@@ -292,7 +352,8 @@ case "${1:-}" in
   pg-kill) pg_kill ;;
   infra-up) cmd_install; pg_up; kafka_up; provision ;;
   services-up) services_up ;;
-  up) cmd_install; pg_up; kafka_up; provision; services_up ;;
+  frontdoor-up) frontdoor_up ;;
+  up) cmd_install; pg_up; kafka_up; provision; services_up; frontdoor_up ;;
   down) cmd_down ;;
   wipe) cmd_down
     if [[ -f "$STACK_DIR/pgdata.path" ]]; then data="$(cat "$STACK_DIR/pgdata.path")"; rm -rf "$data" "$data.log"; fi
@@ -301,5 +362,5 @@ case "${1:-}" in
   status) cmd_status ;;
   logs) tail -n "${LINES_:-50}" -F "$STACK_DIR"/logs/*.log ;;
   env) cmd_env ;;
-  *) echo "usage: $0 <install|infra-up|services-up|up|down|wipe|demo|status|logs|env>" >&2; exit 2 ;;
+  *) echo "usage: $0 <install|infra-up|services-up|frontdoor-up|up|down|wipe|demo|status|logs|env>" >&2; exit 2 ;;
 esac

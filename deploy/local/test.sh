@@ -12,6 +12,9 @@ export PG_PORT="${TEST_PG_PORT:-15433}"
 export SERVICE_PORT_BASE="${TEST_SERVICE_PORT_BASE:-18000}"
 export PG_FSYNC=off  # test data is disposable
 export AUTOMATION_DEV_MODE=true  # services (in-process and spawned) accept the development JWT key
+export AUTOMATION_EGRESS_ALLOW=127.0.0.1,localhost  # tests allow-list their local receivers (the SSRF guard refuses loopback otherwise)
+# Kafka and Postgres of the local stack, never testcontainers (the switch: conftest.py at the root)
+export AUTOMATION_TEST_INFRA=stack
 
 stack() { deploy/local/stack.sh "$@"; }
 trap 'stack down' EXIT

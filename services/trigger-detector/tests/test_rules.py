@@ -70,10 +70,11 @@ def test_toggle_flips_between_deployed_and_paused() -> None:
     assert again is not None and again.automation.status is RuleStatus.PAUSED
 
 
-def test_delete_is_a_version_and_a_tombstone() -> None:
-    change = rules.delete(automation(RuleStatus.DEPLOYED), user_id="u", now=NOW)
+def test_delete_is_a_version_a_deleted_snapshot_and_a_tombstone() -> None:
+    change = rules.delete(automation(RuleStatus.DEPLOYED), user_id="u", now=NOW, new_id=lambda: "e")
     assert change.automation.deleted_at == NOW and change.automation.version == 2 and change.label == "deleted"
-    [tombstone] = change.events
+    [last, tombstone] = change.events
+    assert last.envelope is not None and last.envelope.data["status"] == "deleted" and last.key == "a"
     assert tombstone.topic == topics.AUTOMATION_RULES and tombstone.key == "a" and tombstone.envelope is None
 
 

@@ -99,11 +99,11 @@ async def test_lifecycle_publishes_every_version_in_order_then_a_tombstone(
     assert (await client.post(f"/api/v1/automations/{rid}/deploy", headers=auth)).status_code == 404
 
     async with KafkaProbe(settings) as probe:
-        records = await probe.wait_for_raw(topics.AUTOMATION_RULES, lambda key, _value: key == rid, count=5)
+        records = await probe.wait_for_raw(topics.AUTOMATION_RULES, lambda key, _value: key == rid, count=6)
     values = [value for _key, value in records]
-    assert [v["data"]["version"] for v in values[:4]] == [1, 2, 3, 4]
-    assert [v["data"]["status"] for v in values[:4]] == ["draft", "deployed", "paused", "paused"]
-    assert values[4] is None  # the tombstone
+    assert [v["data"]["version"] for v in values[:5]] == [1, 2, 3, 4, 5]
+    assert [v["data"]["status"] for v in values[:5]] == ["draft", "deployed", "paused", "paused", "deleted"]
+    assert values[5] is None  # the tombstone
 
     versions = (await client.get(f"/api/v1/automations/{rid}/versions", headers=auth)).json()["versions"]
     assert [(v["version"], v["label"], v["status"]) for v in versions] == [

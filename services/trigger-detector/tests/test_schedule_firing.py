@@ -104,8 +104,9 @@ def test_deploying_arms_from_now_and_pausing_or_deleting_stops_at_once() -> None
     assert paused is not None and paused.schedule == rules.Arm(None)
     later = NOW + timedelta(days=14)
     redeployed = rules.change_status(paused.automation, RuleStatus.DEPLOYED, user_id="u", now=later, new_id=ids())
-    assert redeployed is not None and redeployed.schedule == rules.Arm(datetime(2026, 12, 14, 9, tzinfo=UTC), ahead=True)
-    assert rules.delete(redeployed.automation, user_id="u", now=later).schedule == rules.Arm(None)
+    assert redeployed is not None
+    assert redeployed.schedule == rules.Arm(datetime(2026, 12, 14, 9, tzinfo=UTC), ahead=True)
+    assert rules.delete(redeployed.automation, user_id="u", now=later, new_id=ids()).schedule == rules.Arm(None)
 
 
 def test_an_edit_keeps_an_unchanged_schedule_and_rearms_a_changed_one() -> None:

@@ -1,4 +1,4 @@
-"""Bearer-token authentication and tenancy (DESIGN §7).
+"""Bearer-token authentication and tenancy (docs/architecture.md, "Contracts").
 
 The tenant always comes from the verified token, never from a body or a query. Claims are
 checked for type, not coerced: a ``tenant_id`` of ``123`` or ``["a"]`` must not become the

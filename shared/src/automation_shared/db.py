@@ -1,6 +1,6 @@
 """Postgres plumbing: one engine per service schema, and Alembic migrations per service.
 
-Each service owns one schema (DESIGN §3). Tables are declared unqualified and every connection
+Each service owns one schema (docs/architecture.md). Tables are declared unqualified and every connection
 sets ``search_path`` to the service's schema, so the same migrations serve any namespace.
 """
 
@@ -66,7 +66,11 @@ def run_alembic_env() -> None:
         try:
             async with engine.connect() as conn:
                 await conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_ID})
-                await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                # only when missing: CREATE SCHEMA needs CREATE on the database even with IF NOT EXISTS,
+                # which a role that merely owns its pre-created schema (deploy/k8s) does not have
+                exists = await conn.scalar(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema})
+                if not exists:
+                    await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
                 await conn.commit()
                 await conn.run_sync(_run)
                 await conn.commit()

@@ -1,4 +1,4 @@
-"""Every Kafka topic name of the platform, in one place (DESIGN §4).
+"""Every Kafka topic name of the platform, in one place (docs/architecture.md, "Topics").
 
 Handlers never spell a topic as a string literal: they use these constants and
 ``qualified(name, namespace)``, which prefixes a namespace so parallel stacks do not collide.

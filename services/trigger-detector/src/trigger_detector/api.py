@@ -503,7 +503,7 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
         now = clock()
         async with runtime.unit_of_work() as conn:
             current = await load(conn, principal, automation_id, for_update=True)
-            change = rules.delete(current, user_id=principal.user_id, now=now)
+            change = rules.delete(current, user_id=principal.user_id, now=now, new_id=new_uuid)
             await repository.save(conn, change, now=now)
         return Deleted(id=automation_id, deleted=True, version=change.automation.version)
 

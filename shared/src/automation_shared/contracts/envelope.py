@@ -1,4 +1,4 @@
-"""The CloudEvents 1.0 envelope every message on every topic carries (DESIGN §4).
+"""The CloudEvents 1.0 envelope every message on every topic carries (docs/architecture.md, "Contracts").
 
 Wire format is structured-mode CloudEvents JSON in the Kafka record value. Models are frozen
 and ignore unknown fields so consumers tolerate additions by newer producers. Record values are

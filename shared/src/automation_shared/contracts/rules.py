@@ -1,4 +1,4 @@
-"""The rule (automation) definition contract (DESIGN §6): its canonical shape.
+"""The rule (automation) definition contract (docs/rules.md): its canonical shape.
 
 Published in ``automation.rules`` snapshots and, for the action chain and governance, carried by
 ``trigger.detected`` so a run is pinned to the version that fired it. This module checks *shape*

@@ -189,11 +189,18 @@ def stop_as_failed(current: Automation, reason: str, *, now: datetime, new_id: N
                                                             alert)))
 
 
-def delete(current: Automation, *, user_id: str, now: datetime) -> Change:
-    """Soft delete: a last version marked deleted; the compacted topic gets a tombstone.
+def delete(current: Automation, *, user_id: str, now: datetime, new_id: NewId) -> Change:
+    """Soft delete: a last version marked deleted, announced as a ``deleted`` snapshot and then a
+    tombstone, so the compacted topic drops the rule.
 
     History (versions, runs, timeline) is kept; the rule no longer fires, lists or reads.
-    Consumers that keep rule state (the executor) cancel the rule's pending work on the tombstone.
+    Consumers that keep rule state (the executor) cancel the rule's pending work on the
+    ``deleted`` snapshot (a tombstone has no value to read, and consumers skip it).
     """
     deleted = replace(current, version=current.version + 1, updated_at=now, updated_by=user_id, deleted_at=now)
-    return Change(deleted, "deleted", (Outgoing.tombstone(topics.AUTOMATION_RULES, current.id),), schedule=Arm(None))
+    snapshot = AutomationSnapshot(automation_id=deleted.id, version=deleted.version, status="deleted",
+                                  definition=dump_rule(deleted.definition))
+    envelope = build(snapshot, event_id=new_id(), source=SOURCE, tenant_id=deleted.tenant_id, time=now,
+                     subject=deleted.id)
+    return Change(deleted, "deleted", (Outgoing(topics.AUTOMATION_RULES, deleted.id, envelope),
+                                       Outgoing.tombstone(topics.AUTOMATION_RULES, current.id)), schedule=Arm(None))
