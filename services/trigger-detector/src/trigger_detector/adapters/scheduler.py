@@ -70,6 +70,28 @@ class TimerLoop:
         """One pass; returns how many due rows it claimed."""
         raise NotImplementedError
 
+    async def _claim_due(self, conn: AsyncConnection, table: sa.Table, now: datetime,
+                         *order: sa.ColumnElement[Any]) -> list[Any]:
+        """Up to ``batch`` rows of ``table`` due by ``now`` (oldest first), locked ``FOR UPDATE SKIP
+        LOCKED`` so replicas never take the same one, each with its rule's version, status,
+        definition and deletion time."""
+        return list((await conn.execute(
+            sa.select(table, automations.c.version.label("rule_version"), automations.c.status,
+                      automations.c.definition, automations.c.deleted_at)
+            .join(automations, automations.c.id == table.c.automation_id)
+            .where(table.c.due_at <= now)
+            .order_by(table.c.due_at, *order)
+            .limit(self._batch)
+            .with_for_update(of=table, skip_locked=True)
+        )).all())
+
+    def _count(self, outgoing: list[Outgoing]) -> None:
+        """Count the pass's decisions (``automation_triggers_total``) by this loop's name and outcome."""
+        detected = sum(1 for item in outgoing if item.topic.endswith("detected"))
+        service = self._runtime.settings.service_name
+        metrics.TRIGGERS.labels(service, self.name, "detected").inc(detected)
+        metrics.TRIGGERS.labels(service, self.name, "skipped").inc(len(outgoing) - detected)
+
     async def run(self) -> None:
         """Pass forever."""
         backoff = self._poll_seconds
@@ -126,10 +148,7 @@ class ScheduleDriver(TimerLoop):
                     schedules.update().where(schedules.c.automation_id == sa.bindparam("id"))
                     .values(next_due_at=sa.bindparam("due")), moved)
             await append_outbox(conn, outgoing)
-        detected = sum(1 for item in outgoing if item.topic.endswith("detected"))
-        service = self._runtime.settings.service_name
-        metrics.TRIGGERS.labels(service, "schedule", "detected").inc(detected)
-        metrics.TRIGGERS.labels(service, "schedule", "skipped").inc(len(outgoing) - detected)
+        self._count(outgoing)
         return len(rows)
 
     async def _fire(self, conn: AsyncConnection, row: Any, now: datetime) -> tuple[list[Outgoing], datetime | None]:
@@ -178,15 +197,7 @@ class BehaviorTimers(TimerLoop):
         """One pass: fire up to ``batch`` due timers; returns how many it claimed."""
         now = self._clock()
         async with self._runtime.unit_of_work() as conn:
-            rows = (await conn.execute(
-                sa.select(behavior_states, automations.c.version.label("rule_version"), automations.c.status,
-                          automations.c.definition, automations.c.deleted_at)
-                .join(automations, automations.c.id == behavior_states.c.automation_id)
-                .where(behavior_states.c.due_at <= now)
-                .order_by(behavior_states.c.due_at)
-                .limit(self._batch)
-                .with_for_update(of=behavior_states, skip_locked=True)
-            )).all()
+            rows = await self._claim_due(conn, behavior_states, now)
             firings: list[Firing] = []
             disarmed: dict[Key, BehaviorState] = {}
             for row in rows:
@@ -206,10 +217,7 @@ class BehaviorTimers(TimerLoop):
             await behavior_store.save(conn, disarmed, {(r.automation_id, r.subject): r.tenant_id for r in rows},
                                       now=now)
             await append_outbox(conn, outgoing)
-        detected = sum(1 for item in outgoing if item.topic.endswith("detected"))
-        service = self._runtime.settings.service_name
-        metrics.TRIGGERS.labels(service, "behavior", "detected").inc(detected)
-        metrics.TRIGGERS.labels(service, "behavior", "skipped").inc(len(outgoing) - detected)
+        self._count(outgoing)
         return len(rows)
 
 
@@ -239,15 +247,7 @@ class DeferredFirings(TimerLoop):
         """One pass; returns how many held detections it looked at."""
         now = self._clock()
         async with self._runtime.unit_of_work() as conn:
-            rows = (await conn.execute(
-                sa.select(deferred_firings, automations.c.version.label("rule_version"), automations.c.status,
-                          automations.c.definition, automations.c.deleted_at)
-                .join(automations, automations.c.id == deferred_firings.c.automation_id)
-                .where(deferred_firings.c.due_at <= now)
-                .order_by(deferred_firings.c.due_at, deferred_firings.c.id)
-                .limit(self._batch)
-                .with_for_update(of=deferred_firings, skip_locked=True)
-            )).all()
+            rows = await self._claim_due(conn, deferred_firings, now, deferred_firings.c.id)
             live = {row.automation_id: rule for row in rows
                     if row.status == RuleStatus.DEPLOYED.value and (rule := _live_rule(row)) is not None}
             fires = await flow_store.load_fires(
@@ -270,5 +270,5 @@ class DeferredFirings(TimerLoop):
                     await conn.execute(deferred_firings.delete().where(where))
             await flow_store.record_fires(conn, new_fires, now=now)
             await append_outbox(conn, released)
-        metrics.TRIGGERS.labels(self._runtime.settings.service_name, "deferred", "detected").inc(len(released))
+        self._count(released)
         return len(rows)
