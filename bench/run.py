@@ -647,10 +647,12 @@ class Bench:
         finally:
             await engine.dispose()
         create_s = time.monotonic() - t
-        created_at = datetime.now(UTC)
         replicas = await self.launch(settings, *["trigger-detector"] * self.config.schedule_replicas)
         meter = self.cpu_meter(*replicas)
-        first = (created_at.replace(second=0, microsecond=0) + timedelta(minutes=1))
+        # steady state: the first slot whose whole lead window (decided up to schedule_lead_seconds
+        # early) lies after the replicas came up; earlier slots are decided in the start-up catch-up
+        settled = datetime.now(UTC) + timedelta(seconds=settings.schedule_lead_seconds + 5)
+        first = settled.replace(second=0, microsecond=0) + timedelta(minutes=1)
         measured = [first + timedelta(minutes=k) for k in range(minutes)]
         until = measured[-1] + timedelta(seconds=30)
         await asyncio.sleep(max(0.0, min((until - datetime.now(UTC)).total_seconds(), self.time_left() - 30)))
@@ -674,6 +676,7 @@ class Bench:
         late.sort()
         return {
             "rules": n, "minutes": minutes, "replicas": self.config.schedule_replicas,
+            "first_measured_slot": first.isoformat(),
             "create_seconds": _r(create_s), "expected": expected, "fired": seen,
             "missing": expected - seen, "doubled": sum(count - 1 for count in fires.values() if count > 1),
             "p50_ms": _r(late[len(late) // 2]) if late else None,

@@ -61,12 +61,13 @@ def _event(n: int, *, tenant: str = "t", source: str = "test", event_id: str | N
 
 @asynccontextmanager
 async def consuming(settings: Settings, engine: AsyncEngine, topic: str, handler: Handler,
-                    consumer: str | None = None) -> AsyncIterator[BatchConsumer[Envelope]]:
+                    consumer: str | None = None, *, idempotent: bool = False,
+                    ) -> AsyncIterator[BatchConsumer[Envelope]]:
     """A started batch consumer (fresh consumer name, so a fresh group and inbox namespace)."""
     publisher = KafkaPublisher(settings)
     await publisher.start()
     subscription = Subscription(topic=topic, consumer=consumer or f"c-{uuid.uuid4().hex[:8]}",
-                                decode=envelope_itself, handler=handler)
+                                decode=envelope_itself, handler=handler, idempotent=idempotent)
     batch_consumer = BatchConsumer(subscription, settings=settings, engine=engine, publisher=publisher)
     await batch_consumer.start()
     task = asyncio.create_task(batch_consumer.run())
@@ -240,6 +241,29 @@ async def test_a_redelivered_record_is_not_handled_twice(
             await wait_until(lambda: asyncio.sleep(0, result=len(handled) >= 1), what="handled")
             await asyncio.sleep(1.0)
     assert handled == [event.id]
+
+
+async def test_an_idempotent_subscription_claims_no_inbox_rows(
+    isolated: Settings, plumbing_engine: AsyncEngine,
+) -> None:
+    """Its handler sees a re-sent record again (it is harmless by construction) and no inbox row is written."""
+    topic = topics.AUTOMATION_COMMANDS
+    consumer_name = f"idempotent-{uuid.uuid4().hex[:8]}"
+    handled: list[str] = []
+
+    async def handler(_conn: AsyncConnection, batch: Sequence[Consumed[Envelope]]) -> None:
+        handled.extend(item.envelope.id for item in batch)
+
+    event = _event(8)
+    async with KafkaProbe(isolated) as probe:
+        await probe.publish(topic, event.to_bytes(), key="t:k")
+        await probe.publish(topic, event.to_bytes(), key="t:k")
+        async with consuming(isolated, plumbing_engine, topic, handler, consumer=consumer_name, idempotent=True):
+            await wait_until(lambda: asyncio.sleep(0, result=len(handled) >= 2), what="handled")
+    assert handled == [event.id, event.id]
+    async with plumbing_engine.connect() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(inbox)
+                                 .where(inbox.c.consumer == consumer_name)) == 0
 
 
 async def test_oversized_and_undecodable_records_are_poison_with_a_bounded_dead_letter(

@@ -169,6 +169,10 @@ async def _rows(engine: AsyncEngine) -> dict[int, dict[str, Any]]:
         return {row.id: dict(row._mapping) for row in result}
 
 
+async def _now(value: bool) -> bool:
+    return value
+
+
 def _sample(name: str, service: str) -> float:
     return REGISTRY.get_sample_value(name, {"service": service}) or 0.0
 
@@ -558,6 +562,85 @@ async def test_a_held_row_waits_for_its_instant_while_the_rows_behind_it_flow(re
     assert await relay.relay_once() == 0
     now[0] = slot
     assert await relay.relay_once() == 1 and sent == [1, 0]
+
+
+async def test_a_pass_that_is_not_full_says_when_the_next_held_row_comes_due(relay_engine: AsyncEngine) -> None:
+    now = datetime.now(UTC)
+    soon, later = now + timedelta(seconds=5), now + timedelta(seconds=50)
+    async with relay_engine.begin() as conn:
+        await append_outbox(conn, [Outgoing("x", "r", _event(0), not_before=later, held_for="r"),
+                                   Outgoing("x", "r", _event(1), not_before=soon, held_for="r"),
+                                   Outgoing("x", "r", _event(2))])
+    relay = OutboxRelay(relay_engine, ack_all, service="test-next-held", clock=lambda: now)
+    first = await relay.relay_pass()
+    assert (first.published, first.full, first.next_held) == (1, False, soon)
+    async with relay_engine.begin() as conn:
+        await withdraw_held(conn, "r", now=now)
+    assert (await relay.relay_pass()).next_held is None
+
+
+async def test_the_relay_loop_wakes_at_a_held_rows_instant_not_at_its_next_poll(relay_engine: AsyncEngine) -> None:
+    """With a 60 s poll, a row held for two seconds is published when due, long before the poll."""
+    due = datetime.now(UTC) + timedelta(seconds=2)
+    async with relay_engine.begin() as conn:
+        await append_outbox(conn, [Outgoing("x", "r", _event(0), not_before=due, held_for="r")])
+    sent: list[datetime] = []
+
+    async def recording(rows: Sequence[OutboxRow]) -> Results:
+        sent.extend(datetime.now(UTC) for _ in rows)
+        return await ack_all(rows)
+
+    relay = OutboxRelay(relay_engine, recording, service="test-wake", poll_seconds=60.0)
+    task = asyncio.create_task(relay.run())
+    try:
+        await wait_until(lambda: _now(bool(sent)), timeout=30)
+    finally:
+        task.cancel()
+    assert sent[0] >= due
+
+
+async def test_a_backlog_goes_out_in_growing_passes_and_the_limit_resets(relay_engine: AsyncEngine) -> None:
+    async with relay_engine.begin() as conn:
+        await append_outbox(conn, [Outgoing("x", None, _event(i)) for i in range(60)])
+    sizes: list[int] = []
+
+    async def recording(rows: Sequence[OutboxRow]) -> Results:
+        sizes.append(len(rows))
+        return await ack_all(rows)
+
+    relay = OutboxRelay(relay_engine, recording, service="test-burst", batch_size=2)
+    task = asyncio.create_task(relay.run())
+    try:
+        await wait_until(lambda: _now(sum(sizes) == 60), timeout=30)
+        async with relay_engine.begin() as conn:
+            await append_outbox(conn, [Outgoing("x", None, _event(i)) for i in range(3)])
+        relay.notify()
+        await wait_until(lambda: _now(sum(sizes) == 63), timeout=30)
+    finally:
+        task.cancel()
+    # 2, 4, 8, then capped at BURST_FACTOR × 2 = 16; after the pass that was not full, 2 again
+    assert sizes[:6] == [2, 4, 8, 16, 16, 14]
+    assert sizes[-2:] == [2, 1]
+
+
+async def test_a_pass_holds_at_most_max_pass_bytes_of_payload_and_a_large_row_still_goes(
+        relay_engine: AsyncEngine) -> None:
+    blob = "b" * 300_000
+    async with relay_engine.begin() as conn:
+        await append_outbox(conn, [Outgoing("x", None, _event(i, blob=blob)) for i in range(5)])
+    sizes: list[int] = []
+
+    async def recording(rows: Sequence[OutboxRow]) -> Results:
+        sizes.append(len(rows))
+        return await ack_all(rows)
+
+    relay = OutboxRelay(relay_engine, recording, service="test-bytes", batch_size=100, max_pass_bytes=700_000)
+    first = await relay.relay_pass()
+    assert (first.selected, first.full) == (3, True)  # 0 and 300k before the 1st and 2nd rows, 600k < 700k
+    tiny = OutboxRelay(relay_engine, recording, service="test-bytes", batch_size=100, max_pass_bytes=1)
+    assert (await tiny.relay_pass()).selected == 1
+    assert (await relay.relay_pass()).selected == 1
+    assert sizes == [3, 1, 1]
 
 
 async def test_withdrawing_deletes_only_the_rules_rows_that_are_not_due_yet(relay_engine: AsyncEngine) -> None:

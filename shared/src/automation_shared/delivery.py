@@ -158,6 +158,10 @@ RELAY_LOCK_CLASS = 7_201_200
 LAST_ERROR_CHARS = 2_000
 _ASYNC_COMMIT = sa.text("SET LOCAL synchronous_commit TO off")
 STATS_INTERVAL_SECONDS = 15.0
+BURST_FACTOR = 8
+"""After full passes the relay doubles its row limit, up to this many times ``batch_size``."""
+MAX_PASS_BYTES = 16 * 1024 * 1024
+"""Payload bytes one pass holds in memory at most (a row of any size still goes alone)."""
 
 # Failures that say nothing about the row, beyond the outages ``failures.is_transient`` names
 # (which include KafkaTimeoutError, although aiokafka marks it not retriable): any OS-level
@@ -220,6 +224,10 @@ class RelayPass:
     parked: int = 0
     deferred: int = 0
     standby: bool = False
+    full: bool = False
+    """The pass stopped at its row or byte limit: more rows may be due behind it."""
+    next_held: datetime | None = None
+    """When a batch was not full: the instant the earliest row still held comes due (None: none)."""
 
     @property
     def failed(self) -> bool:
@@ -238,6 +246,23 @@ class PendingStats:
 
 _PENDING = sa.and_(outbox.c.published_at.is_(None), outbox.c.parked_at.is_(None))
 _DUE = sa.or_(outbox.c.not_before.is_(None), outbox.c.not_before <= sa.bindparam("now"))
+
+_RUNNING_BYTES = sa.func.sum(sa.func.coalesce(sa.func.octet_length(outbox.c.payload), 0)).over(
+    order_by=outbox.c.id)
+_DUE_IN_ORDER = (
+    sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, _RUNNING_BYTES.label("running"))
+    .where(_PENDING, _DUE).order_by(outbox.c.id).limit(sa.bindparam("limit")).subquery()
+)
+_SELECT_DUE = (
+    # up to :limit due rows in id order, cut where the payloads before a row already reach
+    # :max_bytes (the first row always goes, whatever its size)
+    sa.select(_DUE_IN_ORDER)
+    .where(_DUE_IN_ORDER.c.running - sa.func.coalesce(sa.func.octet_length(_DUE_IN_ORDER.c.payload), 0)
+           < sa.bindparam("max_bytes"))
+    .order_by(_DUE_IN_ORDER.c.id)
+)
+
+_NEXT_HELD = sa.select(sa.func.min(outbox.c.not_before)).where(_PENDING, outbox.c.not_before > sa.bindparam("now"))
 
 _TRY_RELAY_LOCK = sa.text(
     f"SELECT pg_try_advisory_xact_lock({RELAY_LOCK_CLASS}, CAST(CAST('{outbox.name}'::regclass AS oid) AS integer))"
@@ -294,6 +319,12 @@ class OutboxRelay:
     pass's transaction stays open while Kafka acknowledges (bounded by ``send_timeout_seconds``),
     and rows written through a standby replica wait for the active relay's next poll.
 
+    **Bursts go out in growing passes.** After a pass that filled its limit the next one takes
+    twice as many rows, up to ``BURST_FACTOR × batch_size``; the first pass that is not full
+    resets it. A pass never holds more than ``max_pass_bytes`` of payload. Ten thousand schedule
+    slots coming due at one second went out in 20 passes of 500 before, each paying a select, a
+    mark and a commit; now in about six.
+
     **Rows are chosen by being unpublished** (``published_at IS NULL AND parked_at IS NULL``),
     never by an id high-water mark: a lower id whose transaction commits late is sent on a later
     pass (after higher ids of other transactions; same-key writes are serialised by the domain).
@@ -317,7 +348,8 @@ class OutboxRelay:
     """
 
     def __init__(self, engine: AsyncEngine, send_many: SendMany, *, service: str, batch_size: int = 200,
-                 max_attempts: int = 5, poll_seconds: float = 0.2, max_backoff_seconds: float = 5.0,
+                 max_pass_bytes: int = MAX_PASS_BYTES, max_attempts: int = 5, poll_seconds: float = 0.2,
+                 max_backoff_seconds: float = 5.0,
                  send_timeout_seconds: float = 60.0, retention: timedelta = timedelta(hours=24),
                  clock: Callable[[], datetime] = utcnow) -> None:
         if batch_size < 1 or max_attempts < 1:
@@ -326,6 +358,8 @@ class OutboxRelay:
         self._send_many = send_many
         self._service = service
         self._batch_size = batch_size
+        self._limit = batch_size
+        self._max_pass_bytes = max_pass_bytes
         self._max_attempts = max_attempts
         self._poll_seconds = poll_seconds
         self._max_backoff = max(max_backoff_seconds, poll_seconds)
@@ -354,16 +388,16 @@ class OutboxRelay:
                 metrics.OUTBOX_RELAY_ACTIVE.labels(self._service).set(0)
                 return RelayPass(standby=True)
             metrics.OUTBOX_RELAY_ACTIVE.labels(self._service).set(1)
-            result = await conn.execute(
-                sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
-                .where(_PENDING, _DUE)
-                .order_by(outbox.c.id)
-                .limit(self._batch_size),
-                {"now": self._clock()},
-            )
-            rows = publish_order((OutboxRow(*row) for row in result.all()), self._batch_size)
+            limit = self._limit
+            result = (await conn.execute(_SELECT_DUE, {"now": (now := self._clock()), "limit": limit,
+                                                       "max_bytes": self._max_pass_bytes})).all()
+            rows = publish_order((OutboxRow(*row[:4]) for row in result), limit)
+            full = len(rows) >= limit or bool(result and result[-1].running >= self._max_pass_bytes)
+            # a batch that is not full leaves nothing due behind it: look up when the next held
+            # row comes due, so the loop wakes at that instant rather than up to a poll later
+            next_held = None if full else await conn.scalar(_NEXT_HELD, {"now": now})
             if not rows:
-                return RelayPass()
+                return RelayPass(next_held=next_held)
             outcomes = await asyncio.wait_for(self._send_many(rows), timeout=self._send_timeout)
             if len(outcomes) != len(rows):
                 raise SendResultMismatch(f"send_many returned {len(outcomes)} results for {len(rows)} rows")
@@ -393,7 +427,8 @@ class OutboxRelay:
         # committed: only now report what happened
         self._report(acked, refused, deferred, recorded)
         return RelayPass(selected=len(rows), published=len(acked), refused=len(refused),
-                         parked=sum(1 for row in recorded if row.parked), deferred=len(deferred))
+                         parked=sum(1 for row in recorded if row.parked), deferred=len(deferred),
+                         full=full, next_held=next_held)
 
     def _report(self, acked: list[OutboxRow], refused: list[tuple[OutboxRow, BaseException]],
                 deferred: list[tuple[OutboxRow, BaseException]], recorded: list[sa.Row[Any]]) -> None:
@@ -457,6 +492,7 @@ class OutboxRelay:
         next_purge = next_stats = time.monotonic()
         while True:
             failed = full = False
+            wait = self._poll_seconds
             # cleared *before* the pass: a notify that lands while the pass runs (rows committed
             # after its SELECT) must wake the next wait at once, not be cleared after it
             self._wake.clear()
@@ -465,7 +501,9 @@ class OutboxRelay:
                     await self.purge_published()
                     next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
                 outcome = await self.relay_pass()
-                failed, full = outcome.failed, outcome.selected >= self._batch_size
+                failed, full = outcome.failed, outcome.full
+                if outcome.next_held is not None:
+                    wait = min(wait, max((outcome.next_held - self._clock()).total_seconds(), 0.0))
             except Exception as exc:  # noqa: BLE001 - DB/Kafka outage or send bug: rows stay pending
                 log.warning("outbox_relay_failed", error=describe_error(exc), retry_in=backoff)
                 failed = True
@@ -475,6 +513,10 @@ class OutboxRelay:
                     await self.pending_stats()
                 except Exception as exc:  # noqa: BLE001 - gauges only; the next refresh retries
                     log.warning("outbox_stats_failed", error=describe_error(exc))
+            # a backlog (a burst of schedule slots coming due together) is sent in growing passes:
+            # each pass costs a select, a mark and a commit whatever its size
+            self._limit = min(self._limit * 2, self._batch_size * BURST_FACTOR) if full and not failed \
+                else self._batch_size
             if failed:
                 backoff = min(backoff * 2, self._max_backoff)
                 await asyncio.sleep(backoff)
@@ -483,6 +525,6 @@ class OutboxRelay:
             if full:
                 continue
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
             except TimeoutError:
                 pass

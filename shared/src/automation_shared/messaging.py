@@ -127,9 +127,22 @@ class Subscription(Generic[P]):
     description: str = ""
     max_depth: int = MAX_DEPTH
     """Deepest JSON nesting accepted; a topic upstream systems write takes the ingress bound."""
+    idempotent: bool = False
+    """The handler leaves the same state however often it sees a record (it only upserts columns
+    that are functions of the record), so no inbox row is claimed for it: a redelivery is
+    harmless and the inbox write would be pure cost. Only for handlers with no side effect
+    besides such upserts — never for one that writes to the outbox or counts."""
 
 
 # ---------------------------------------------------------------------------------------- producer
+
+
+PRODUCER_BATCH_BYTES = 256 * 1024
+"""Bytes the producer gathers per partition into one batch (aiokafka's default is 16 KiB). A relay
+pass hands over hundreds of records at once; with 16 KiB batches a burst of schedule slots went
+out as several times more produce requests, and the broker and the event loop spent the time on
+requests, not records. Well under the broker's ``message.max.bytes``; a larger record still
+travels alone in its own batch."""
 
 
 class KafkaPublisher:
@@ -146,6 +159,7 @@ class KafkaPublisher:
             client_id=self._settings.service_name,
             enable_idempotence=True,
             acks="all",
+            max_batch_size=PRODUCER_BATCH_BYTES,
         )
 
     async def start(self) -> None:
@@ -398,7 +412,8 @@ class BatchConsumer(Generic[P]):
         if not items:
             return
         async with self._engine.begin() as conn:
-            fresh = await claim_batch(conn, self.subscription.consumer, items)
+            fresh = (list(items) if self.subscription.idempotent
+                     else await claim_batch(conn, self.subscription.consumer, items))
             after = await self.subscription.handler(conn, fresh) if fresh else None
         topic = self.subscription.topic
         metrics.EVENTS_CONSUMED.labels(self._service, topic, "processed").inc(len(fresh))

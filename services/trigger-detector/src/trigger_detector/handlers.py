@@ -149,9 +149,9 @@ def register_stats(runtime: Runtime) -> None:
 
     runtime.subscribe(Subscription(topic=topics.TRIGGER_DETECTED, consumer=STATS_CONSUMERS[0],
                                    decode=payload_of(TriggerDetected),
-                                   handler=count_detected_runs,
+                                   handler=count_detected_runs, idempotent=True,
                                    description="Count each rule's runs for the rules API statistics."))
     runtime.subscribe(Subscription(topic=topics.RUN_FINISHED, consumer=STATS_CONSUMERS[1],
                                    decode=payload_of(RunFinished),
-                                   handler=count_finished_runs,
+                                   handler=count_finished_runs, idempotent=True,
                                    description="Record each rule's run outcomes for the rules API statistics."))
