@@ -257,7 +257,9 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 def test_the_code_facts_are_found() -> None:
     assert set(SERVICES) == {"trigger-detector", "executor", "approvals", "timeline-projector"}
-    assert consumed("executor") == {topics.TRIGGER_DETECTED: "executor.run-starter"}
+    assert consumed("executor") == {topics.TRIGGER_DETECTED: "executor.run-starter",
+                                    topics.APPROVAL_DECIDED: "executor.approval-waiter",
+                                    topics.AUTOMATION_RULES: "executor.rule-watcher"}
     assert {topics.RUN_STARTED, topics.ACTION_COMPLETED, topics.ACTION_SCHEDULED, topics.RUN_FINISHED} <= publish_sites(
         "executor")[0]
     assert topics.AUTOMATION_RULES in publish_sites("trigger-detector")[0]

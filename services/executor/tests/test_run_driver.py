@@ -23,7 +23,6 @@ from automation_shared.service import Runtime, create_runtime
 from automation_shared.testing import settings_for, unique_namespace
 from executor import SCHEMA
 from executor.adapters import repository
-from executor.adapters.webhook import new_client
 from executor.domain.runs import RunState, cancel_run, start_run
 from executor.driver import RunDriver
 
@@ -88,13 +87,13 @@ async def test_a_run_whose_driver_crashed_is_resumed_after_the_lease_expires(run
     async with runtime.engine.begin() as conn:  # given: a driver claimed the run, then crashed
         assert await repository.claim_due_run(conn, now=T0, lease=LEASE) is not None
 
-    async with new_client() as client:
+    async with RunDriver(runtime, lease=LEASE).actions() as client:
         still_leased = RunDriver(runtime, clock=lambda: T0 + timedelta(seconds=5), lease=LEASE)
         assert await still_leased.drive_next_run(client) is False
         expired = RunDriver(runtime, clock=lambda: T0 + LEASE + timedelta(seconds=1), lease=LEASE)
         assert await expired.drive_next_run(client) is True
 
-    assert [r.headers["webhook-id"] for r in receiver.received(path)] == [f"{state.run_id}:step-1:1"]
+    assert [r.headers["webhook-id"] for r in receiver.received(path)] == [f"{state.run_id}:step-1"]
     async with runtime.engine.connect() as conn:
         resumed = await repository.load_run(conn, state.run_id, tenant_id="tenant-a")
         kinds = (await conn.execute(sa.text(

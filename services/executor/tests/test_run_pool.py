@@ -28,7 +28,6 @@ from automation_shared.testing import WebhookReceiver, settings_for, unique_name
 from executor import SCHEMA
 from executor.adapters import repository
 from executor.adapters.tables import effects, runs, step_attempts
-from executor.adapters.webhook import SentEffect
 from executor.domain.runs import RunState, StepOutcome, cancel_run, start_run
 from executor.domain.scheduling import PoolLimits, plan_claim
 from executor.driver import PerformedStep, RunDriver
@@ -244,7 +243,7 @@ async def test_a_group_recording_keeps_the_others_progress_when_one_run_was_canc
         cancelled, _ = cancel_run(victim, by="ops", now=T0, new_id=lambda: str(uuid.uuid4()))
         assert await repository.save_run(conn, cancelled, expected_sequence=victim.sequence)
     delivered = StepOutcome(StepStatus.COMPLETED, duration_ms=3, result={"status_code": 200})
-    effect = SentEffect(delivered, response_status=200, response_excerpt="{}")
+    effect = delivered
 
     continued = await driver.record([PerformedStep(step, delivered, effect) for step in claimed])
 

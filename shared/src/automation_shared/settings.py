@@ -112,6 +112,28 @@ class Settings(BaseSettings):
     clock_epoch: datetime | None = Field(
         None, description="The instant a faster clock starts from (the same on every replica).")
     log_level: str = Field("INFO", description="Log level.")
+    # executor: action delivery
+    webhook_signing_key: SecretStr | None = Field(
+        None, description="Master key the per-tenant webhook signing secrets are derived from (HMAC of the tenant "
+                          "id; at least 32 bytes). Unset: the development key, refused outside dev mode.")
+    egress_allow: str = Field(
+        "", max_length=10_000,
+        description="Comma list of hosts (`*.example.com`), addresses and CIDRs the SSRF guard lets webhooks and "
+                    "notification providers reach although they are loopback, private or link-local.")
+    smtp_host: str | None = Field(None, description="SMTP server for email notifications (unset: email fails "
+                                                    "clearly).")
+    smtp_port: int | None = Field(None, ge=1, le=65_535, description="SMTP port (default 25/587/465 by security).")
+    smtp_security: Literal["none", "starttls", "tls"] = Field("starttls", description="SMTP transport security.")
+    smtp_username: str | None = Field(None, description="SMTP login.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    smtp_timeout_seconds: float = Field(15.0, gt=0, le=300, description="Timeout of each SMTP operation.")
+    notify_sender: str = Field("automation@localhost", description="From address of email notifications.")
+    notify_timeout_seconds: float = Field(15.0, gt=0, le=300, description="Deadline of one notification step.")
+    slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming-webhook URL (its path is the "
+                                                                  "secret).")
+    sms_provider_url: str | None = Field(None, description="HTTP provider SMS notifications are POSTed to (JSON).")
+    push_provider_url: str | None = Field(None, description="HTTP provider push notifications are POSTed to (JSON).")
+    notify_provider_token: SecretStr | None = Field(None, description="Bearer token for the SMS and push providers.")
 
     @field_validator("jwt_secret")
     @classmethod

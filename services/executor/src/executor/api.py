@@ -1,4 +1,4 @@
-"""HTTP routes of the executor: ``/api/v1/runs/**`` (run detail with per-step log, list, cancel).
+"""HTTP routes of the executor: ``/api/v1/runs/**`` (run detail with per-step log, list, cancel, retry).
 
 The tenant always comes from the bearer token: another tenant's run answers 404, exactly like
 a run that does not exist.
@@ -6,6 +6,7 @@ a run that does not exist.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -20,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from executor.adapters import repository
 from executor.adapters.metrics import observe_run
-from executor.domain.runs import RunNotRunning, RunState, cancel_run, next_step
+from executor.domain.runs import RunNotRunning, RunState, cancel_run, next_step, retry_failed
 
-RunStatusFilter = Literal["running", "succeeded", "failed", "rejected", "expired", "cancelled"]
+RunStatusFilter = Literal["running", "awaiting_approval", "succeeded", "failed", "rejected", "expired", "cancelled"]
 
 
 class View(BaseModel):
@@ -56,7 +57,8 @@ class RunSummary(View):
     category: str = Field(description="Rule category.")
     trigger_kind: str = Field(description="Kind of trigger that fired.")
     subject: str | None = Field(description="Entity the trigger was about.")
-    status: str = Field(description="running | succeeded | failed | rejected | expired | cancelled.")
+    status: str = Field(description="running | awaiting_approval | succeeded | failed | rejected | expired | "
+                                    "cancelled.")
     test_mode: bool = Field(description="Dry run without side effects.")
     steps_completed: int = Field(description="Steps that completed (or were simulated).")
     steps_failed: int = Field(description="Steps that failed for good.")
@@ -73,7 +75,12 @@ class RunDetail(RunSummary):
     steps_total: int = Field(description="Steps in the pinned chain.")
     current_step_id: str | None = Field(description="Step performed next (running runs).")
     current_attempt: int | None = Field(description="Attempt of the step performed next.")
-    steps: list[StepLogEntry] = Field(description="Every attempt of every step, in order.")
+    failed_step_id: str | None = Field(description="The step a failed run stopped at (a retry resumes there).")
+    approval_id: str | None = Field(description="The approval a waiting run waits for.")
+    trigger_context: dict[str, Any] = Field(description="The trigger-time snapshot the run is pinned to.")
+    results: dict[str, Any] = Field(description="Each finished step's result by step id.")
+    steps: list[StepLogEntry] = Field(description="Every attempt of every step, in order: branches taken, "
+                                                  "delays, commands issued and performed steps.")
 
 
 class RunPage(View):
@@ -94,7 +101,7 @@ def _summary_fields(state: RunState) -> dict[str, Any]:
         "category": state.category,
         "trigger_kind": state.trigger_kind.value,
         "subject": state.subject,
-        "status": state.status,
+        "status": state.status.value,
         "test_mode": state.test_mode,
         "steps_completed": state.steps_completed,
         "steps_failed": state.steps_failed,
@@ -114,6 +121,10 @@ def run_detail(state: RunState, log: list[sa.RowMapping]) -> RunDetail:
         steps_total=len(state.steps),
         current_step_id=pending.step_id if pending else None,
         current_attempt=pending.attempt if pending else None,
+        failed_step_id=state.failed_step,
+        approval_id=state.approval_id,
+        trigger_context=dict(state.context),
+        results=dict(state.results),
         steps=[
             StepLogEntry(
                 step_id=row["step_id"], action_type=row["action_type"], status=row["status"],
@@ -126,8 +137,8 @@ def run_detail(state: RunState, log: list[sa.RowMapping]) -> RunDetail:
     )
 
 
-def create_router(runtime: Runtime) -> APIRouter:
-    """The ``/api/v1/runs`` routes over ``runtime``'s database."""
+def create_router(runtime: Runtime, *, wake: Callable[[], None] = lambda: None) -> APIRouter:
+    """The ``/api/v1/runs`` routes over ``runtime``'s database; ``wake`` tells the driver a run is due."""
     router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
     not_found = HTTPException(status.HTTP_404_NOT_FOUND, "run not found")
 
@@ -172,9 +183,30 @@ def create_router(runtime: Runtime) -> APIRouter:
             except RunNotRunning as exc:
                 raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
             await repository.save_run(conn, cancelled, expected_sequence=state.sequence)
+            await repository.record_steps(conn, events, at=utcnow())
             await append_outbox(conn, events)
             log = list(await repository.step_log(conn, run_id))
         observe_run(runtime.settings.service_name, cancelled)
         return run_detail(cancelled, log)
+
+    @router.post("/{run_id}/retry", response_model=RunDetail)
+    async def retry(
+        run_id: str, principal: Annotated[Principal, Depends(require_roles(Role.MANAGER))]
+    ) -> RunDetail:
+        """Run a failed run again from the step it failed at (completed steps are not repeated)."""
+        async with runtime.unit_of_work() as conn:
+            state = await repository.load_run(conn, run_id, tenant_id=principal.tenant_id, for_update=True)
+            if state is None:
+                raise not_found
+            try:
+                retried, events = retry_failed(state, by=principal.user_id, now=utcnow(), new_id=new_uuid)
+            except RunNotRunning as exc:
+                raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+            await repository.revive_run(conn, retried, expected_sequence=state.sequence)
+            await append_outbox(conn, events)
+            log = list(await repository.step_log(conn, run_id))
+        wake()
+        observe_run(runtime.settings.service_name, retried)
+        return run_detail(retried, log)
 
     return router

@@ -8,8 +8,11 @@ Three parts work together in one process:
    :mod:`executor.domain.scheduling`); the same transaction lengthens the lease of steps whose
    timeout outlasts it and looks up which steps' effects are already recorded;
 2. each claimed step is **performed** in a task of its own, *outside* any transaction (a
-   webhook may take its whole timeout): simulated in test mode, the recorded outcome reused
-   when its idempotency key is in the effects table (nothing is re-sent), else sent;
+   webhook may take its whole timeout) through the action registry (:class:`executor.actions.Actions`):
+   previewed in test mode, the recorded outcome reused when its idempotency key is among the
+   delivered effects (nothing is re-sent), else delivered; a delay that came due completes; a
+   run claimed ``max_claims`` times without its outcome being recorded (a step that takes its
+   driver down every time) fails with that reason instead of being tried forever;
 3. the **recorder** takes whatever outcomes are ready (up to ``record_batch``, never waiting
    for more) and commits their effects, step logs, advanced runs (each only if its
    ``sequence`` is unchanged: a run cancelled meanwhile keeps only its effect) and events
@@ -18,7 +21,8 @@ Three parts work together in one process:
    and goes straight back to step 2, without another claim.
 
 A crash anywhere leaves the leases to expire; another driver then resumes the runs and re-sends
-their steps with the same ``webhook-id``, which receivers use to drop the duplicate.
+their steps with the same ``webhook-id`` (the step's key, the same for every attempt), which
+receivers use to drop the duplicate.
 The claimer wakes when a run starts (``wake``) or a slot frees, and otherwise polls, so retries
 come due on time.
 """
@@ -27,25 +31,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import random
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 from automation_shared.contracts.events import StepStatus
+from automation_shared.contracts.rules import DelayStep
 from automation_shared.delivery import Outgoing, append_outbox
 from automation_shared.failures import is_transient
 from automation_shared.logging import get_logger
 from automation_shared.service import Runtime
 from automation_shared.system import new_uuid, utcnow
 
+from executor.actions import Actions
 from executor.adapters import repository
+from executor.adapters.http import new_client
 from executor.adapters.metrics import observe_action, observe_run
 from executor.adapters.repository import Advance
-from executor.adapters.webhook import SentEffect, WebhookClient, new_client, send_webhook
+from executor.domain.actions.base import ActionCall
 from executor.domain.runs import PendingStep, RunState, StepOutcome, apply_outcome, next_step
 from executor.domain.scheduling import PoolLimits, continuation_lease, lease_for, plan_claim
-from executor.domain.webhooks import build_webhook_request, simulated_outcome
 
 log = get_logger(__name__)
 
@@ -53,6 +60,7 @@ DEFAULT_LEASE = timedelta(seconds=30)
 DEFAULT_POOL_SIZE = 256
 DEFAULT_TENANT_SLOTS = 64
 DEFAULT_RECORD_BATCH = 256
+DEFAULT_MAX_CLAIMS = 10
 MAX_BACKOFF_SECONDS = 5.0
 
 
@@ -66,8 +74,8 @@ class ClaimedStep:
 
     state: RunState
     pending: PendingStep
-    recorded: SentEffect | None = None
-    """The effect already recorded under the step's idempotency key (it is never re-sent)."""
+    recorded: StepOutcome | None = None
+    """The effect already delivered under the step's idempotency key (it is never re-sent)."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +84,8 @@ class PerformedStep:
 
     claimed: ClaimedStep
     outcome: StepOutcome
-    effect: SentEffect | None
-    """The side effect performed now; None when simulated or already recorded."""
+    effect: StepOutcome | None
+    """The side effect delivered now; None when previewed, failed or already recorded."""
 
 
 class RunDriver:
@@ -94,6 +102,8 @@ class RunDriver:
         record_batch: int = DEFAULT_RECORD_BATCH,
         poll_seconds: float = 0.5,
         lease: timedelta = DEFAULT_LEASE,
+        max_claims: int = DEFAULT_MAX_CLAIMS,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._runtime = runtime
         self._service = runtime.settings.service_name
@@ -103,6 +113,8 @@ class RunDriver:
         self._record_batch = record_batch
         self._poll_seconds = poll_seconds
         self._lease = lease
+        self._max_claims = max_claims
+        self._jitter = jitter
         self._wake = asyncio.Event()
         self._in_flight: dict[str, str] = {}
         """Run id → tenant of every run leased by this process and not yet recorded."""
@@ -119,13 +131,22 @@ class RunDriver:
 
     async def run(self) -> None:
         """Drive runs forever: one claimer, one recorder and a task per step in flight."""
-        async with new_client(max_connections=self._limits.pool_size) as client, asyncio.TaskGroup() as group:
+        async with self.actions() as client, asyncio.TaskGroup() as group:
             group.create_task(self._record_forever(client, group), name="run-recorder")
             group.create_task(self._claim_forever(client, group), name="run-claimer")
 
+    @contextlib.asynccontextmanager
+    async def actions(self) -> AsyncIterator[Actions]:
+        """The action registry over one SSRF-guarded HTTP client sized to the pool (closed after)."""
+        http = new_client(self._runtime.settings, max_connections=self._limits.pool_size)
+        try:
+            yield Actions(self._runtime.settings, http=http, clock=self._clock)
+        finally:
+            await http.close()
+
     # -- claiming ----------------------------------------------------------------------------
 
-    async def _claim_forever(self, client: WebhookClient, group: asyncio.TaskGroup) -> None:
+    async def _claim_forever(self, client: Actions, group: asyncio.TaskGroup) -> None:
         backoff = self._poll_seconds
         while True:
             self._wake.clear()
@@ -162,7 +183,7 @@ class RunDriver:
 
     # -- performing --------------------------------------------------------------------------
 
-    async def _perform_and_queue(self, client: WebhookClient, claimed: ClaimedStep) -> None:
+    async def _perform_and_queue(self, client: Actions, claimed: ClaimedStep) -> None:
         with _step_context(claimed):
             try:
                 performed = await self.perform(client, claimed)
@@ -172,27 +193,41 @@ class RunDriver:
                 return
         await self._outcomes.put(performed)
 
-    async def perform(self, client: WebhookClient, claimed: ClaimedStep) -> PerformedStep:
-        """Attempt the step: simulate it in test mode, reuse a recorded effect, or send it."""
+    async def perform(self, client: Actions, claimed: ClaimedStep) -> PerformedStep:
+        """Attempt the step: complete a due delay, reuse a delivered effect, or perform it (a
+        preview in test mode)."""
         state, pending = claimed.state, claimed.pending
-        request = build_webhook_request(state, pending, now=self._clock())
-        if state.test_mode:
-            return PerformedStep(claimed, simulated_outcome(request), None)
-        if claimed.recorded is not None:
+        if state.claims > self._max_claims:
+            log.error("run_claimed_too_often", claims=state.claims)
+            return PerformedStep(claimed, StepOutcome(
+                StepStatus.FAILED, error=f"the step was claimed {state.claims} times without its outcome being "
+                                         "recorded (its driver crashed or hung each time); not tried again"), None)
+        if isinstance(pending.step, DelayStep):
+            return PerformedStep(claimed, StepOutcome(StepStatus.COMPLETED, result={"minutes": pending.step.minutes}),
+                                 None)
+        if claimed.recorded is not None and not state.test_mode:
             log.info("effect_already_recorded", idempotency_key=pending.idempotency_key)
-            return PerformedStep(claimed, claimed.recorded.outcome, None)
-        effect = await send_webhook(client, request)
-        observe_action(self._service, pending.step.type, effect.outcome)
-        # a delivered webhook is on record already (effects table, action.completed): log it at
+            return PerformedStep(claimed, claimed.recorded, None)
+        call = ActionCall(
+            run_id=state.run_id, tenant_id=state.tenant_id, automation_id=state.automation_id,
+            automation_version=state.automation_version, step_id=pending.step_id, attempt=pending.attempt,
+            idempotency_key=pending.idempotency_key, step=pending.step, context=state.view(),
+            people={"owner": (state.owner,) if state.owner else (), "collaborators": state.collaborators,
+                    "approvers": ()},
+            test_mode=state.test_mode, now=self._clock())
+        outcome = await client.perform(call)
+        observe_action(self._service, pending.step.type, outcome)
+        # a delivered step is on record already (effects table, action.completed): log it at
         # debug; a failed one is what an operator looks for
-        report = log.debug if effect.outcome.status is StepStatus.COMPLETED else log.info
-        report("webhook_sent", idempotency_key=pending.idempotency_key, status=effect.outcome.status.value,
-               response_status=effect.response_status, error=effect.outcome.error)
-        return PerformedStep(claimed, effect.outcome, effect)
+        report = log.debug if outcome.status is not StepStatus.FAILED else log.info
+        report("step_performed", idempotency_key=pending.idempotency_key, action_type=pending.step.type,
+               status=outcome.status.value, error=outcome.error)
+        delivered = outcome.status is StepStatus.COMPLETED and not state.test_mode
+        return PerformedStep(claimed, outcome, outcome if delivered else None)
 
     # -- recording ---------------------------------------------------------------------------
 
-    async def _record_forever(self, client: WebhookClient, group: asyncio.TaskGroup) -> None:
+    async def _record_forever(self, client: Actions, group: asyncio.TaskGroup) -> None:
         while True:
             batch = [await self._outcomes.get()]
             while len(batch) < self._record_batch and not self._outcomes.empty():
@@ -243,8 +278,9 @@ class RunDriver:
             await repository.record_effects(conn, advances, at=now)
             saved = await repository.save_runs(conn, advances)
             kept = [(advance, events) for advance, events in decided if advance.claimed.run_id in saved]
-            await repository.record_attempts(conn, [advance for advance, _events in kept], at=now)
-            await append_outbox(conn, [event for _advance, events in kept for event in events])
+            outgoing = [event for _advance, events in kept for event in events]
+            await repository.record_steps(conn, outgoing, at=now)
+            await append_outbox(conn, outgoing)
             going_on = [(advance.advanced, pending) for advance, _events in kept
                         if advance.lease_until is not None and (pending := next_step(advance.advanced)) is not None]
             recorded = await repository.find_effects(
@@ -266,7 +302,8 @@ class RunDriver:
     ) -> tuple[Advance, list[Outgoing]]:
         """Where the run goes after the outcome, and whether this driver keeps it to go on at once."""
         claimed = performed.claimed
-        advanced, events = apply_outcome(claimed.state, performed.outcome, now=now, new_id=self._new_id)
+        advanced, events = apply_outcome(claimed.state, performed.outcome, now=now, new_id=self._new_id,
+                                         jitter=self._jitter())
         keep_until = continuation_lease(advanced, now=now, lease=self._lease) if continue_due else None
         advance = Advance(claimed=claimed.state, pending=claimed.pending, outcome=performed.outcome,
                           advanced=advanced, effect=performed.effect, lease_until=keep_until)
@@ -281,7 +318,7 @@ class RunDriver:
 
     # -- one step at a time (tests, tools) ---------------------------------------------------
 
-    async def drive_once(self, client: WebhookClient, *, limit: int | None = None) -> int:
+    async def drive_once(self, client: Actions, *, limit: int | None = None) -> int:
         """Claim due runs, perform their steps concurrently and record them; how many advanced."""
         claimed = await self.claim_steps(limit=limit)
         try:
@@ -291,7 +328,7 @@ class RunDriver:
             self._release([step.state.run_id for step in claimed])
         return len(claimed)
 
-    async def drive_next_run(self, client: WebhookClient) -> bool:
+    async def drive_next_run(self, client: Actions) -> bool:
         """Advance one due run by one step; False when no run is due."""
         return await self.drive_once(client, limit=1) > 0
 

@@ -24,5 +24,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime,
         title="executor",
         description="Runs action chains of detected triggers: retries, idempotent side effects, run history.",
-        routers=[api.create_router(runtime)],
+        routers=[api.create_router(runtime, wake=driver.wake)],
     )

@@ -135,6 +135,8 @@ class ActionCompleted(RunScoped):
 class ScheduleReason(StrEnum):
     DELAY = "delay"
     RETRY = "retry"
+    MANUAL_RETRY = "manual_retry"
+    """A person re-ran a failed run from the step it failed at (the run is running again)."""
 
 
 class ActionScheduled(RunScoped):
@@ -207,7 +209,7 @@ class CommandIssued(RunScoped):
 
     command: str = Field(description="Imperative command name, e.g. `create_task`.")
     arguments: dict[str, Any] = Field(default_factory=dict, description="Command arguments.")
-    idempotency_key: str = Field(description="`run_id:step_id:attempt`.")
+    idempotency_key: str = Field(description="`run_id:step_id`, the same for every attempt: the consumer's dedupe key.")
 
 
 class DeadLetter(Payload):

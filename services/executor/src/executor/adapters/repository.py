@@ -15,16 +15,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from automation_shared import topics
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import StepStatus, TriggerKind
-from automation_shared.contracts.rules import Step
+from automation_shared.contracts.rules import Governance, Step
+from automation_shared.delivery import Outgoing
 from pydantic import TypeAdapter
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from executor.adapters.tables import effects, runs, step_attempts
-from executor.adapters.webhook import SentEffect
-from executor.domain.runs import RUNNING, PendingStep, RunState, StepOutcome
+from executor.domain.runs import RUNNING, PendingStep, Phase, RunState, StepOutcome
 from executor.domain.scheduling import ClaimPlan
 
 _STEPS = TypeAdapter(tuple[Step, ...])
@@ -36,7 +37,7 @@ FAILED = "failed"
 def _state_columns(state: RunState) -> dict[str, Any]:
     """The columns that change as a run advances."""
     return {
-        "status": state.status,
+        "status": state.status.value,
         "sequence": state.sequence,
         "step_index": state.step_index,
         "attempt": state.attempt,
@@ -45,6 +46,12 @@ def _state_columns(state: RunState) -> dict[str, Any]:
         "message": state.message,
         "finished_at": state.finished_at,
         "next_due_at": state.next_due_at,
+        "position": list(state.position) if state.position is not None else None,
+        "attempt_base": state.attempt_base,
+        "results": dict(state.results),
+        "approved": list(state.approved),
+        "approval_id": state.approval_id,
+        "failed_step": state.failed_step,
     }
 
 
@@ -64,6 +71,9 @@ def state_to_row(state: RunState) -> dict[str, Any]:
         "context": dict(state.context),
         "cause": state.cause.model_dump(mode="json", exclude_none=True),
         "started_at": state.started_at,
+        "governance": state.governance.model_dump(mode="json"),
+        "owner": state.owner,
+        "collaborators": list(state.collaborators),
         **_state_columns(state),
     }
 
@@ -84,10 +94,19 @@ def state_from_row(row: sa.RowMapping) -> RunState:
         test_mode=row["test_mode"],
         cause=Envelope.model_validate(row["cause"]),
         started_at=row["started_at"],
-        status=row["status"],
+        governance=Governance.model_validate(row["governance"] or {}),
+        owner=row["owner"],
+        collaborators=tuple(row["collaborators"] or ()),
+        status=Phase(row["status"]),
         sequence=row["sequence"],
-        step_index=row["step_index"],
+        position=tuple(row["position"]) if row["position"] is not None else None,
         attempt=row["attempt"],
+        attempt_base=row["attempt_base"],
+        results=row["results"] or {},
+        approved=tuple(row["approved"] or ()),
+        approval_id=row["approval_id"],
+        failed_step=row["failed_step"],
+        claims=row.get("claims", 0),
         next_due_at=row["next_due_at"],
         finished_at=row["finished_at"],
         steps_completed=row["steps_completed"],
@@ -157,7 +176,7 @@ offered AS (
 chosen AS (
     SELECT run_id FROM offered ORDER BY turn, next_due_at, run_id LIMIT :limit
 )
-UPDATE runs SET lease_until = :lease_until FROM chosen WHERE runs.run_id = chosen.run_id
+UPDATE runs SET lease_until = :lease_until, claims = runs.claims + 1 FROM chosen WHERE runs.run_id = chosen.run_id
 RETURNING runs.*
 """).bindparams(
     sa.bindparam("busy_tenants", type_=ARRAY(sa.Text)),
@@ -220,8 +239,20 @@ async def save_run(conn: AsyncConnection, state: RunState, *, expected_sequence:
     """
     result = await conn.execute(
         runs.update()
-        .where(runs.c.run_id == state.run_id, runs.c.sequence == expected_sequence, runs.c.status == RUNNING)
-        .values(**_state_columns(state), lease_until=None)
+        .where(runs.c.run_id == state.run_id, runs.c.sequence == expected_sequence,
+               runs.c.status.in_((RUNNING, Phase.AWAITING_APPROVAL.value)))
+        .values(**_state_columns(state), lease_until=None, claims=0)
+        .returning(runs.c.run_id)
+    )
+    return result.first() is not None
+
+
+async def revive_run(conn: AsyncConnection, state: RunState, *, expected_sequence: int) -> bool:
+    """Store a failed run that runs again (a manual retry), if it still stands at ``expected_sequence``."""
+    result = await conn.execute(
+        runs.update()
+        .where(runs.c.run_id == state.run_id, runs.c.sequence == expected_sequence, runs.c.status == Phase.FAILED.value)
+        .values(**_state_columns(state), lease_until=None, claims=0)
         .returning(runs.c.run_id)
     )
     return result.first() is not None
@@ -235,8 +266,8 @@ class Advance:
     pending: PendingStep
     outcome: StepOutcome
     advanced: RunState
-    effect: SentEffect | None = None
-    """A side effect performed now (None when simulated or already recorded)."""
+    effect: StepOutcome | None = None
+    """A side effect delivered now (None when previewed, failed or already recorded)."""
     lease_until: datetime | None = None
     """Keep the run leased until then (the driver continues it at once); None frees the lease."""
 
@@ -245,7 +276,8 @@ _SAVED_COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
     ("status", sa.Text()), ("sequence", sa.Integer()), ("step_index", sa.Integer()), ("attempt", sa.Integer()),
     ("steps_completed", sa.Integer()), ("steps_failed", sa.Integer()), ("message", sa.Text()),
     ("finished_at", sa.DateTime(timezone=True)), ("next_due_at", sa.DateTime(timezone=True)),
-    ("lease_until", sa.DateTime(timezone=True)),
+    ("lease_until", sa.DateTime(timezone=True)), ("position", JSONB()), ("attempt_base", sa.Integer()),
+    ("results", JSONB()), ("approved", JSONB()), ("approval_id", sa.Text()), ("failed_step", sa.Text()),
 )
 _KEY_COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
     ("run_id", sa.Text()), ("expected_sequence", sa.Integer()),
@@ -254,7 +286,7 @@ _KEY_COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
 # One array per column, unnested into rows: a single statement text whatever the batch size
 # (prepared once per connection) and NULLs keep their column's type.
 _SAVE_RUNS = sa.text(f"""
-UPDATE runs SET {", ".join(f"{name} = new.{name}" for name, _type in _SAVED_COLUMNS)}
+UPDATE runs SET {", ".join(f"{name} = new.{name}" for name, _type in _SAVED_COLUMNS)}, claims = 0
 FROM unnest({", ".join(f":{name}" for name, _type in _KEY_COLUMNS + _SAVED_COLUMNS)})
      AS new({", ".join(name for name, _type in _KEY_COLUMNS + _SAVED_COLUMNS)})
 WHERE runs.run_id = new.run_id AND runs.sequence = new.expected_sequence AND runs.status = 'running'
@@ -277,70 +309,95 @@ async def save_runs(conn: AsyncConnection, items: Sequence[Advance]) -> set[str]
     return {str(run_id) for run_id in result.scalars()}
 
 
-async def record_attempts(conn: AsyncConnection, items: Sequence[Advance], *, at: datetime) -> None:
-    """Add one attempt per item to the runs' step logs, in one statement."""
-    if not items:
-        return
-    await conn.execute(
-        insert(step_attempts).on_conflict_do_nothing(),
-        [
-            {
-                "run_id": item.claimed.run_id,
-                "step_id": item.pending.step_id,
-                "attempt": item.pending.attempt,
-                "sequence": item.claimed.sequence + 1,
-                "action_type": item.pending.step.type,
-                "status": item.outcome.status.value,
-                "duration_ms": item.outcome.duration_ms,
-                "result": dict(item.outcome.result),
-                "error": item.outcome.error,
-                "retryable": item.outcome.retryable,
-                "idempotency_key": None if item.outcome.status is StepStatus.DRY_RUN else item.pending.idempotency_key,
-                "recorded_at": at,
-            }
-            for item in items
-        ],
-    )
+async def record_steps(conn: AsyncConnection, events: Sequence[Outgoing], *, at: datetime) -> None:
+    """Add every ``action.completed`` among ``events`` to its run's step log (one statement).
+
+    The log is written from the events, so it holds every step the timeline shows — branches
+    taken, delays, commands issued and performed steps alike; a re-recorded attempt is ignored.
+    """
+    rows = []
+    for item in events:
+        if item.topic != topics.ACTION_COMPLETED or item.envelope is None:
+            continue
+        data = item.envelope.data
+        rows.append({
+            "run_id": data["run_id"], "step_id": data["step_id"], "attempt": data["attempt"],
+            "sequence": data["sequence"], "action_type": data["action_type"], "status": data["status"],
+            "duration_ms": data["duration_ms"], "result": data.get("result") or {}, "error": data.get("error"),
+            "retryable": bool(data.get("retryable")), "idempotency_key": data.get("idempotency_key"),
+            "recorded_at": at,
+        })
+    if rows:
+        await conn.execute(insert(step_attempts).on_conflict_do_nothing(), rows)
 
 
-async def find_effects(conn: AsyncConnection, keys: Sequence[str]) -> dict[str, SentEffect]:
-    """The recorded side effects sent under any of ``keys``, by key."""
+async def live_runs_of(conn: AsyncConnection, automation_id: str) -> list[RunState]:
+    """The automation's runs that are running or awaiting approval, locked for update."""
+    result = await conn.execute(
+        sa.select(runs).where(runs.c.automation_id == automation_id,
+                              runs.c.status.in_((RUNNING, Phase.AWAITING_APPROVAL.value)))
+        .order_by(runs.c.run_id).with_for_update())
+    return [state_from_row(row) for row in result.mappings()]
+
+
+async def load_run_any_tenant(conn: AsyncConnection, run_id: str) -> RunState | None:
+    """Run ``run_id`` locked for update (for events addressed by run id: the envelope names the tenant)."""
+    row = (await conn.execute(sa.select(runs).where(runs.c.run_id == run_id).with_for_update())).mappings().first()
+    return state_from_row(row) if row is not None else None
+
+
+async def find_effects(conn: AsyncConnection, keys: Sequence[str]) -> dict[str, StepOutcome]:
+    """The side effects delivered under any of ``keys``, by key (such a step is never delivered again)."""
     if not keys:
         return {}
-    rows = (await conn.execute(sa.select(effects).where(effects.c.idempotency_key.in_(keys)))).mappings()
+    rows = (await conn.execute(sa.select(effects).where(effects.c.idempotency_key.in_(keys),
+                                                        effects.c.status == DELIVERED))).mappings()
     return {row["idempotency_key"]: _effect_of(row) for row in rows}
 
 
-def _effect_of(row: sa.RowMapping) -> SentEffect:
-    delivered = row["status"] == DELIVERED
-    outcome = StepOutcome(
-        status=StepStatus.COMPLETED if delivered else StepStatus.FAILED,
-        duration_ms=row["duration_ms"],
-        result={"status_code": row["response_status"]} if row["response_status"] is not None else {},
-        error=row["error"],
-        retryable=row["retryable"],
-    )
-    return SentEffect(outcome, response_status=row["response_status"], response_excerpt=row["response_excerpt"])
+def _effect_of(row: sa.RowMapping) -> StepOutcome:
+    result: dict[str, Any] = {"delivered_before": True}
+    if row["response_status"] is not None:
+        result["status_code"] = row["response_status"]
+    if row["response_excerpt"] is not None:
+        result["response_excerpt"] = row["response_excerpt"]
+    return StepOutcome(status=StepStatus.COMPLETED, duration_ms=row["duration_ms"], result=result)
+
+
+def _status_code(outcome: StepOutcome) -> int | None:
+    code = outcome.result.get("status_code")
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def _excerpt(outcome: StepOutcome) -> str | None:
+    for name in ("response_excerpt", "response", "body"):
+        value = outcome.result.get(name)
+        if isinstance(value, str):
+            return value.replace("\x00", "\ufffd")[:2000]
+    return None
 
 
 async def record_effects(conn: AsyncConnection, items: Sequence[Advance], *, at: datetime) -> None:
-    """Record the side effects performed for ``items`` under their idempotency keys (first record wins)."""
+    """Record the effects delivered for ``items`` under their idempotency keys (first record wins).
+
+    Failed attempts are in the step log only: the key names the step, the same for every attempt,
+    so a failure on record must not stop the retry from delivering."""
     rows = [
         {
             "idempotency_key": item.pending.idempotency_key,
             "run_id": item.claimed.run_id,
             "step_id": item.pending.step_id,
             "attempt": item.pending.attempt,
-            "status": DELIVERED if item.effect.outcome.status is StepStatus.COMPLETED else FAILED,
-            "response_status": item.effect.response_status,
-            "response_excerpt": item.effect.response_excerpt,
-            "error": item.effect.outcome.error,
-            "retryable": item.effect.outcome.retryable,
-            "duration_ms": item.effect.outcome.duration_ms,
+            "status": DELIVERED,
+            "response_status": _status_code(item.effect),
+            "response_excerpt": _excerpt(item.effect),
+            "error": None,
+            "retryable": False,
+            "duration_ms": item.effect.duration_ms,
             "recorded_at": at,
         }
         for item in items
-        if item.effect is not None
+        if item.effect is not None and item.effect.status is StepStatus.COMPLETED
     ]
     if rows:
         await conn.execute(insert(effects).on_conflict_do_nothing(), rows)

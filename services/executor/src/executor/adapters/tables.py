@@ -3,13 +3,14 @@
 * ``runs`` — one row per run: the pinned chain and context, where the run stands, when its
   next step is due and which driver holds it (``lease_until``).
 * ``step_attempts`` — the per-step log: one row per attempt (also dry runs).
-* ``effects`` — side effects by idempotency key (``run_id:step_id:attempt``); a key found
-  here is never sent again.
+* ``effects`` — delivered side effects by idempotency key (``run_id:step_id``, the same for
+  every attempt); a step whose key is found here is never delivered again.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = sa.MetaData()
 
@@ -39,6 +40,17 @@ runs = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    # action chains (0005): position in the branching chain, results, approvals, governance
+    sa.Column("position", JSONB, nullable=True),
+    sa.Column("attempt_base", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("results", JSONB, nullable=False, server_default="{}"),
+    sa.Column("approved", JSONB, nullable=False, server_default="[]"),
+    sa.Column("approval_id", sa.Text, nullable=True),
+    sa.Column("failed_step", sa.Text, nullable=True),
+    sa.Column("governance", JSONB, nullable=False, server_default="{}"),
+    sa.Column("owner", sa.Text, nullable=True),
+    sa.Column("collaborators", JSONB, nullable=False, server_default="[]"),
+    sa.Column("claims", sa.Integer, nullable=False, server_default="0"),
 )
 
 step_attempts = sa.Table(

@@ -1,89 +1,60 @@
-"""The webhook action adapter: sends a :class:`WebhookRequest` with aiohttp and judges the answer.
+"""The webhook action: sign the step's request, send it through the guarded client, judge the answer.
 
-One ``aiohttp.ClientSession`` serves the whole process (connection pooling); the run driver
-creates it when it starts, sized to its pool of concurrent steps, and closes it when it
-stops. Every expected failure (timeouts, connection errors, error statuses) comes back as a
-failed :class:`SentEffect`, never as an exception, so the run records it like any other outcome.
-
-Why aiohttp and not httpx: the executor sends thousands of webhooks per second on two cores,
-and the client's CPU per request decides that rate. Measured on this machine against the
-benchmark's local receiver: httpx 1.3 ms of CPU per request alone and 3.6 ms at 32 concurrent
-requests (httpcore's pool bookkeeping grows with the pool), aiohttp 0.37 ms and 0.24 ms.
+The request is built and the answer classified in ``domain.actions.webhook`` and
+``domain.actions.http``; this adapter adds what needs the outside world: the tenant's signing
+secret (derived from the operator's master key), the clock at the moment of sending (the
+``webhook-timestamp`` receivers check for freshness) and the HTTP exchange itself.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from datetime import datetime
 
 import aiohttp
+from automation_shared.egress import EgressPolicy, check_url
 
+from executor.adapters.http import Unreachable, exchange
+from executor.domain.actions import webhook
+from executor.domain.actions.base import ActionCall, dry_run
+from executor.domain.actions.http import HttpRequest, outcome_of_answer, outcome_of_transport_error, redact_url
 from executor.domain.runs import StepOutcome
-from executor.domain.webhooks import WebhookRequest, outcome_of_response, outcome_of_transport_error
-
-EXCERPT_CHARS = 500
-# read at most this much of an answer: the excerpt is all we keep, a huge body must not cost memory
-EXCERPT_READ_BYTES = 4 * EXCERPT_CHARS
-
-WebhookClient = aiohttp.ClientSession
 
 
-@dataclass(frozen=True)
-class SentEffect:
-    """A side effect that was performed, as recorded under its idempotency key."""
+class WebhookAdapter:
+    """Performs ``webhook`` steps."""
 
-    outcome: StepOutcome
-    response_status: int | None = None
-    response_excerpt: str | None = None
+    def __init__(self, *, client: aiohttp.ClientSession, policy: EgressPolicy, master_key: bytes,
+                 clock: Callable[[], datetime]) -> None:
+        self._client = client
+        self._policy = policy
+        self._master_key = master_key
+        self._clock = clock
 
+    def _request(self, call: ActionCall) -> HttpRequest:
+        secret = webhook.tenant_signing_secret(self._master_key, call.tenant_id)
+        return webhook.build_webhook_request(call, secret=secret, sent_at=self._clock())
 
-def new_client(max_connections: int = 100) -> WebhookClient:
-    """The process's HTTP client for webhooks (call inside the running event loop).
+    def preview(self, call: ActionCall) -> StepOutcome:
+        """Test mode: what would be sent, checked against the egress policy as far as text allows.
 
-    ``max_connections`` should be at least the number of steps performed at once, so a step
-    never queues for a connection behind other tenants' slow requests. Cookies are never kept
-    (one tenant's endpoint must not see another's), and redirects are not followed per request.
-    """
-    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, ttl_dns_cache=60)
-    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                 auto_decompress=True, trust_env=False)
+        Raises:
+            EgressRefused, ActionRefused, TemplateError: as a live attempt would.
+        """
+        request = self._request(call)
+        check_url(request.url, self._policy)
+        return dry_run(webhook.preview(request))
 
+    async def perform(self, call: ActionCall) -> StepOutcome:
+        """Send the attempt once and classify what happened.
 
-async def send_webhook(client: WebhookClient, request: WebhookRequest) -> SentEffect:
-    """Send ``request`` once and classify what happened.
-
-    ``timeout_seconds`` bounds the whole exchange (connect, send, answer): an endpoint that
-    trickles its answer must not outlast the lease the step was claimed with. A 3xx is the
-    receiver's answer; redirects are not followed.
-    """
-    started = time.perf_counter()
-
-    def elapsed_ms() -> int:
-        return int((time.perf_counter() - started) * 1000)
-
-    try:
-        async with asyncio.timeout(request.timeout_seconds):
-            async with client.request(
-                request.method,
-                request.url,
-                data=json.dumps(request.body, default=str).encode(),
-                headers=request.headers,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=request.timeout_seconds),
-            ) as response:
-                status = response.status
-                head = await response.content.read(EXCERPT_READ_BYTES)
-    except TimeoutError as exc:
-        error = f"timeout after {request.timeout_seconds}s ({type(exc).__name__})"
-        return SentEffect(outcome_of_transport_error(error, duration_ms=elapsed_ms()))
-    except aiohttp.ClientError as exc:
-        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return SentEffect(outcome_of_transport_error(error, duration_ms=elapsed_ms()))
-    return SentEffect(
-        outcome_of_response(status, duration_ms=elapsed_ms()),
-        response_status=status,
-        # Postgres text cannot hold NUL: a receiver answering one must not make the effect unrecordable
-        response_excerpt=head.decode("utf-8", "replace").replace("\x00", "\ufffd")[:EXCERPT_CHARS],
-    )
+        Raises:
+            EgressRefused, ActionRefused, TemplateError: the step cannot be sent (permanent).
+        """
+        request = self._request(call)
+        extra = {"webhook_id": call.idempotency_key, "attempt": call.attempt, "url": redact_url(request.url)}
+        try:
+            answer = await exchange(self._client, request, self._policy)
+        except Unreachable as exc:
+            return outcome_of_transport_error(str(exc), duration_ms=exc.duration_ms, extra=extra)
+        return outcome_of_answer(answer, extra)

@@ -18,6 +18,8 @@ from executor.domain.runs import PendingStep, RunState, next_step
 
 LEASE_MARGIN = timedelta(seconds=15)
 """Slack on top of a slow step's timeout: recording its outcome must also fit in the lease."""
+DEFAULT_STEP_SECONDS = 30.0
+"""The deadline of a performed step whose type has no ``timeout_seconds`` (notifications)."""
 
 
 class InvalidPoolLimits(ValueError):
@@ -72,7 +74,8 @@ def lease_for(pending: PendingStep, *, claimed_at: datetime, lease: timedelta) -
     lease, another replica would resume the run while this one still waits on the endpoint and
     send the step twice. Returns the longer lease end, or None when the default lease suffices.
     """
-    needed = timedelta(seconds=pending.step.timeout_seconds) + min(LEASE_MARGIN, lease)
+    timeout = getattr(pending.step, "timeout_seconds", None) or DEFAULT_STEP_SECONDS  # delays: none
+    needed = timedelta(seconds=timeout) + min(LEASE_MARGIN, lease)
     return claimed_at + needed if needed > lease else None
 
 
