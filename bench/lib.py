@@ -27,6 +27,8 @@ from aiokafka.errors import (
     NotCoordinatorForGroupError,
 )
 from aiokafka.structs import ConsumerRecord
+from automation_shared.cli import admin_client
+from automation_shared.kafka_security import kafka_client_options
 from automation_shared.settings import Settings
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -53,17 +55,17 @@ class Kafka:
     meta: AIOKafkaConsumer
     producer: AIOKafkaProducer
 
-    def __init__(self, servers: str) -> None:
-        self.servers = servers
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings  # how every client connects (servers, TLS, SASL)
         self._partitions: dict[str, list[TopicPartition]] = {}
         self._started: list[Callable[[], Awaitable[None]]] = []
 
     async def start(self) -> None:
         """Create (aiokafka wants a running loop) and start the clients."""
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.servers)
-        self.meta = AIOKafkaConsumer(bootstrap_servers=self.servers, enable_auto_commit=False, group_id=None)
+        self.admin = admin_client(self.settings)
+        self.meta = AIOKafkaConsumer(**kafka_client_options(self.settings), enable_auto_commit=False, group_id=None)
         # linger 0: the latency phase sends paced single records and must not wait for a batch
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.servers, acks="all", enable_idempotence=True,
+        self.producer = AIOKafkaProducer(**kafka_client_options(self.settings), acks="all", enable_idempotence=True,
                                          max_batch_size=256 * 1024)
         await self.admin.start()
         self._started.append(self.admin.close)
@@ -135,7 +137,7 @@ class Kafka:
 
     async def read_all(self, topic: str, *, timeout: float = 60.0) -> list[ConsumerRecord[bytes, bytes]]:
         """Every record now in ``topic`` (no consumer group), within ``timeout`` seconds."""
-        reader = AIOKafkaConsumer(bootstrap_servers=self.servers, enable_auto_commit=False, group_id=None,
+        reader = AIOKafkaConsumer(**kafka_client_options(self.settings), enable_auto_commit=False, group_id=None,
                                   max_partition_fetch_bytes=4 * 1024 * 1024)
         await reader.start()
         try:

@@ -51,6 +51,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import NewTopic
 from automation_shared import topics
+from automation_shared.kafka_security import kafka_client_options
 from automation_shared.settings import Settings
 from automation_shared.testing import bearer, prepare_namespace
 
@@ -228,7 +229,7 @@ class Bench:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.base = Settings(service_name="bench")
-        self.kafka = Kafka(self.base.kafka_bootstrap_servers)
+        self.kafka = Kafka(self.base)
         self.procs = Processes(Path(config.logs))
         self.run_id = uuid.uuid4().hex[:6]
         self.started = time.monotonic()
@@ -323,10 +324,9 @@ class Bench:
         await self.kafka.publish_many(source, ((k, v) for k, v, _ in map(events.record, range(n))))
         publish_s = time.monotonic() - t
 
-        servers = self.base.kafka_bootstrap_servers
-        consumer = AIOKafkaConsumer(source, bootstrap_servers=servers, group_id=f"{ns}.relay",
+        consumer = AIOKafkaConsumer(source, **kafka_client_options(self.base), group_id=f"{ns}.relay",
                                     enable_auto_commit=False, auto_offset_reset="earliest")
-        producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=True)
+        producer = AIOKafkaProducer(**kafka_client_options(self.base), acks="all", enable_idempotence=True)
         meter = self.cpu_meter()
         await producer.start()
         await consumer.start()

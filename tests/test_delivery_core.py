@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from automation_shared import topics
 from automation_shared.db import create_engine
+from automation_shared.kafka_security import kafka_client_options
 from automation_shared.plumbing_tables import inbox, outbox
 from automation_shared.testing import KafkaProbe, bearer, domain_event, settings_for, unique_namespace, wait_until
 from trigger_detector.handlers import CONSUMER
@@ -78,8 +79,8 @@ async def test_postgres_crash_and_restart_mid_stream_decides_every_event_exactly
     tenant = f"outage-{uuid.uuid4().hex[:6]}"
     await create_rule(detector, tenant, rule_body("load.tick"))
     settings = detector.settings
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True,
-                                acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_client_options(settings), enable_idempotence=True, acks="all",
+                                linger_ms=5)
     await producer.start()
 
     async def flow() -> None:

@@ -12,6 +12,7 @@ alert rules, the Grafana dashboard and the operations guide are checked too.
 from __future__ import annotations
 
 import ast
+import base64
 import importlib
 import importlib.util
 import json
@@ -28,7 +29,7 @@ import kubernetes_validate
 import promql_parser
 import pytest
 import yaml
-from automation_shared import metrics, topics
+from automation_shared import kafka_security, metrics, topics
 from automation_shared.service import STOP_GRACE_SECONDS
 from automation_shared.settings import Settings
 from fastapi import FastAPI
@@ -46,11 +47,6 @@ CUSTOM_KINDS = {
     ("kafka.strimzi.io/v1", "KafkaUser"), ("postgresql.cnpg.io/v1", "Cluster"), ("postgresql.cnpg.io/v1", "Database"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
-# Kafka client settings the manifests already pass (SCRAM over TLS) and the services do not read yet:
-# shared/src/automation_shared/settings.py and messaging.py must add them (docs/operations.md, "Kafka").
-KAFKA_CLIENT_SETTINGS_TO_COME = {"AUTOMATION_KAFKA_SECURITY_PROTOCOL", "AUTOMATION_KAFKA_SASL_MECHANISM",
-                                 "AUTOMATION_KAFKA_SASL_USERNAME", "AUTOMATION_KAFKA_SASL_PASSWORD",
-                                 "AUTOMATION_KAFKA_SSL_CAFILE"}
 # metrics the alerts and the dashboard use that no service exports yet (docs/operations.md, "Alerts")
 METRICS_TO_COME = {"automation_runs_pending", "automation_approvals_pending", "automation_approval_wait_seconds_sum",
                    "automation_approval_wait_seconds_count", "automation_approval_wait_seconds_bucket",
@@ -408,6 +404,75 @@ def test_dev_runs_kafka_without_authentication() -> None:
     assert prod["AUTOMATION_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
 
 
+def container_environment(overlay: str, container: dict[str, Any]) -> dict[str, str]:
+    """The environment a container starts with: its ConfigMaps and the Secrets the overlay renders, then its
+    ``env``; a value from a Secret key is the placeholder ``<secret NAME/KEY>`` (the cluster holds those)."""
+    environment: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            environment.update(one(overlay, "ConfigMap", source["configMapRef"]["name"])["data"])
+        for secret in of_kind(overlay, "Secret"):
+            if secret["metadata"]["name"] == source.get("secretRef", {}).get("name"):
+                environment.update({key: base64.b64decode(value).decode() for key, value in secret["data"].items()})
+    for item in container.get("env", []):
+        ref = item["valueFrom"]["secretKeyRef"] if "value" not in item else None
+        environment[item["name"]] = item["value"] if ref is None else f"<secret {ref['name']}/{ref['key']}>"
+    return environment
+
+
+def settings_in(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings as a process with exactly ``environment`` (of the platform's variables) reads them."""
+    for name in list(os.environ):
+        if name.startswith(("AUTOMATION_", "KAFKA_")):
+            monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    return Settings()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_reads_valid_settings_and_services_connect_as_their_listener_requires(
+        overlay: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each container's environment passes the settings' validation (the ``migrate`` containers too, without
+    the Kafka password or CA), and each service's Kafka clients use the protocol of the listener it bootstraps
+    from, its KafkaUser's SCRAM credentials and the cluster CA mounted where the CA file setting points."""
+    # the CA file is in the pod, not here: the "context" is the file it would load
+    monkeypatch.setattr(kafka_security, "create_ssl_context", lambda *, cafile: cafile)
+    checked: set[str] = set()
+    [cluster] = of_kind(overlay, "Kafka")
+    listeners = {item["port"]: item for item in cluster["spec"]["kafka"]["listeners"]}
+    users = {user["metadata"]["labels"]["app.kubernetes.io/name"]: user["metadata"]["name"]
+             for user in of_kind(overlay, "KafkaUser")}
+    for doc in of_kind(overlay, "Deployment") + of_kind(overlay, "Job"):
+        pod = doc["spec"]["template"]["spec"]
+        for container in containers(pod):
+            settings = settings_in(container_environment(overlay, container), monkeypatch)
+            if doc["kind"] != "Deployment" or container not in pod["containers"]:
+                continue  # migrations connect to Postgres only
+            service = doc["metadata"]["name"]
+            checked.add(service)
+            options = kafka_security.kafka_client_options(settings)
+            listener = listeners[int(settings.kafka_bootstrap_servers.rsplit(":", 1)[1])]
+            authentication = listener.get("authentication", {}).get("type")
+            protocol = ("SASL_" if authentication else "") + ("SSL" if listener["tls"] else "PLAINTEXT")
+            assert options["security_protocol"] == protocol, service
+            if authentication:
+                assert options["sasl_mechanism"] == authentication.upper(), service
+                assert options["sasl_plain_username"] == users[service], service
+                assert options["sasl_plain_password"] == f"<secret {users[service]}/password>", service
+            else:
+                assert "sasl_mechanism" not in options and "sasl_plain_username" not in options, service
+            if listener["tls"]:
+                cafile = options["ssl_context"]
+                [mount] = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == cafile.parent]
+                [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+                assert volume["secret"]["secretName"] == f"{cluster['metadata']['name']}-cluster-ca-cert"
+                assert {"key": "ca.crt", "path": cafile.name} in volume["secret"]["items"], service
+            else:
+                assert "ssl_context" not in options, service
+    assert checked == set(SERVICES)
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_each_service_has_a_postgres_role_owning_only_its_schema(overlay: str) -> None:
     [cluster] = of_kind(overlay, "Cluster")
@@ -461,7 +526,7 @@ def test_network_policies_confine_every_pod(overlay: str) -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_environment_variable_is_a_setting(overlay: str) -> None:
-    known = set(settings_env_names()) | KAFKA_CLIENT_SETTINGS_TO_COME
+    known = set(settings_env_names())
     config = one(overlay, "ConfigMap", "automation-config")["data"]
     assert config["AUTOMATION_NAMESPACE"] == "", "topics, ACLs and schemas here are unprefixed"
     names = set(config)

@@ -24,6 +24,7 @@ from automation_shared.contracts.envelope import Envelope
 from automation_shared.delivery import MAX_RECORD_BYTES, Outgoing, append_outbox
 from automation_shared.errors import OversizedOutgoing, TransientError
 from automation_shared.inbox import claim_batch, purge_inbox
+from automation_shared.kafka_security import kafka_client_options
 from automation_shared.messaging import (
     DLQ_VALUE_CHARS,
     BatchConsumer,
@@ -324,8 +325,7 @@ async def test_a_partition_in_an_outage_backs_off_while_the_other_partitions_kee
             raise TransientError("this partition's database shard is down")
         handled.extend(item.envelope.id for item in batch)
 
-    producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_bootstrap_servers, enable_idempotence=True,
-                                acks="all")
+    producer = AIOKafkaProducer(**kafka_client_options(isolated), enable_idempotence=True, acks="all")
     await producer.start()
     try:
         stalled = await producer.send_and_wait(isolated.topic(topic), _event(0).model_copy(

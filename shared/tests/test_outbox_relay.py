@@ -45,6 +45,7 @@ from automation_shared.delivery import (
     withdraw_held,
 )
 from automation_shared.errors import TransientError
+from automation_shared.kafka_security import kafka_client_options
 from automation_shared.plumbing_tables import metadata, outbox
 from automation_shared.settings import Settings
 from automation_shared.testing import KafkaProbe, wait_until
@@ -103,8 +104,8 @@ class ProducerSender:
         self.calls = 0
 
     async def _start(self) -> None:
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                                         enable_idempotence=True, acks="all", **self.options)
+        self.producer = AIOKafkaProducer(**kafka_client_options(self.settings), enable_idempotence=True, acks="all",
+                                         **self.options)
         await self.producer.start()
 
     async def __aenter__(self) -> ProducerSender:

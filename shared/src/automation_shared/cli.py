@@ -14,13 +14,19 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from automation_shared.auth import issue_token
 from automation_shared.db import migrate
+from automation_shared.kafka_security import kafka_client_options
 from automation_shared.settings import Settings
 from automation_shared.topics import all_topic_specs
 
 
+def admin_client(settings: Settings) -> AIOKafkaAdminClient:
+    """An admin client (not started) that connects as the services do (TLS, SASL)."""
+    return AIOKafkaAdminClient(**kafka_client_options(settings))
+
+
 async def create_topics(settings: Settings) -> list[str]:
     """Create every platform topic that does not exist yet; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = admin_client(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

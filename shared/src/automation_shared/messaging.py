@@ -44,6 +44,7 @@ from automation_shared.contracts.registry import build, decode
 from automation_shared.errors import PoisonMessage
 from automation_shared.failures import is_transient
 from automation_shared.inbox import claim_batch
+from automation_shared.kafka_security import kafka_client_options
 from automation_shared.logging import get_logger
 from automation_shared.settings import Settings
 from automation_shared.topics import dlq
@@ -155,7 +156,7 @@ class KafkaPublisher:
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            **kafka_client_options(self._settings),
             client_id=self._settings.service_name,
             enable_idempotence=True,
             acks="all",
@@ -300,10 +301,9 @@ class BatchConsumer(Generic[P]):
         """The underlying aiokafka consumer once started (lag reporting reads it)."""
         return self._consumer
 
-    async def start(self) -> None:
-        """Join the consumer group (raises when Kafka is unreachable, failing start-up loudly)."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            **kafka_client_options(self._settings),
             client_id=self._service,
             group_id=self.group,
             enable_auto_commit=False,
@@ -314,6 +314,10 @@ class BatchConsumer(Generic[P]):
             # A record larger than this still arrives (Kafka returns at least one batch).
             max_partition_fetch_bytes=self._settings.consumer_partition_fetch_bytes,
         )
+
+    async def start(self) -> None:
+        """Join the consumer group (raises when Kafka is unreachable, failing start-up loudly)."""
+        consumer = self._new_consumer()
         consumer.subscribe([self.physical_topic], listener=_FinishBatchBeforeRevoke(self))
         await consumer.start()
         self._consumer = consumer

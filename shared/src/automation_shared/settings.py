@@ -8,20 +8,36 @@ service must refuse to start with it unless ``AUTOMATION_DEV_MODE=true`` says th
 stack: :func:`check_production_safety`. That check is a separate function, not a validator,
 because operator commands (``migrate``, ``create-topics``, ``token``) read the same settings and
 never verify a token.
+
+The Kafka security settings (TLS, SASL) are checked in two places for the same reason. A
+combination that is wrong for every process — credentials or a CA file the chosen protocol would
+silently ignore, SASL without a mechanism — is refused here, when the settings load. What only a
+process that connects to Kafka needs (the credentials, a readable CA file) is checked when a client
+is built (:func:`automation_shared.kafka_security.kafka_client_options`): the ``migrate``
+containers read the same ConfigMap but are given neither the Kafka password nor the CA.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from automation_shared.topics import qualified
 
 DEV_JWT_SECRET = "automation-local-dev-secret-change-me-in-production"
 MIN_JWT_SECRET_BYTES = 32
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+SASL_PROTOCOLS: frozenset[str] = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+"""Protocols that authenticate with SASL (a mechanism, a username and a password)."""
+TLS_PROTOCOLS: frozenset[str] = frozenset({"SSL", "SASL_SSL"})
+"""Protocols that encrypt with TLS (the brokers' certificates are verified against the CA file)."""
+SASL_FIELDS = ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
 
 
 class InsecureSettings(RuntimeError):
@@ -31,7 +47,8 @@ class InsecureSettings(RuntimeError):
 class Settings(BaseSettings):
     """Settings common to every service; each service reads its own instance at start-up."""
 
-    model_config = SettingsConfigDict(env_prefix="AUTOMATION_", extra="ignore", frozen=True)
+    # inputs stay out of validation errors: they would print the JWT key or the Kafka password
+    model_config = SettingsConfigDict(env_prefix="AUTOMATION_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     service_name: str = Field("automation", description="Name of this service (logs, metrics, consumer groups).")
     namespace: str = Field(
@@ -43,6 +60,21 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "AUTOMATION_KAFKA_BOOTSTRAP_SERVERS"),
         description="Kafka bootstrap servers.",
     )
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        "PLAINTEXT", description="How the Kafka clients reach the brokers: unencrypted (`PLAINTEXT`), TLS "
+                                 "(`SSL`), SASL authentication without TLS (`SASL_PLAINTEXT`) or both (`SASL_SSL`).")
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = Field(
+        None, description="SASL mechanism (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`); required with a `SASL_*` "
+                          "protocol, refused with any other.")
+    kafka_sasl_username: str | None = Field(
+        None, min_length=1, description="SASL user (the KafkaUser's name); required to connect with a `SASL_*` "
+                                        "protocol, refused with any other.")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, min_length=1, description="SASL password (kept out of reprs and error messages); required to "
+                                        "connect with a `SASL_*` protocol, refused with any other.")
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="PEM bundle of the CAs that sign the brokers' certificates (with `SSL`/`SASL_SSL`; "
+                          "the system's CAs when unset); refused with a protocol without TLS.")
     database_url: str = Field(
         "postgresql+asyncpg://automation:automation@127.0.0.1:5433/automation",
         description="SQLAlchemy async URL of the Postgres database.",
@@ -142,6 +174,28 @@ class Settings(BaseSettings):
             raise ValueError(f"jwt_secret must be at least {MIN_JWT_SECRET_BYTES} bytes")
         return value
 
+    @model_validator(mode="after")
+    def _kafka_security_consistent(self) -> Settings:
+        """Refuse Kafka security settings the chosen protocol would silently ignore or cannot use.
+
+        A password next to ``PLAINTEXT`` most likely means the protocol was forgotten: the service
+        would connect unauthenticated wherever a plain listener answers, or fail on the secured one
+        with an obscure protocol error, instead of saying which setting is wrong.
+        """
+        protocol = self.kafka_security_protocol
+        chosen = f"{_named('kafka_security_protocol')} is {protocol}"
+        if protocol in SASL_PROTOCOLS and self.kafka_sasl_mechanism is None:
+            raise ValueError(f"{_named('kafka_sasl_mechanism')} is required: {chosen}, which authenticates with "
+                             "SASL; set it to PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+        stray = [name for name in SASL_FIELDS if protocol not in SASL_PROTOCOLS and getattr(self, name) is not None]
+        if stray:
+            raise ValueError(f"{', '.join(map(_named, stray))} set, but {chosen}, which does not authenticate "
+                             "with SASL: set the protocol to SASL_SSL or SASL_PLAINTEXT, or unset them")
+        if protocol not in TLS_PROTOCOLS and self.kafka_ssl_cafile is not None:
+            raise ValueError(f"{_named('kafka_ssl_cafile')} set, but {chosen}, which does not use TLS: set the "
+                             "protocol to SSL or SASL_SSL, or unset it")
+        return self
+
     def topic(self, name: str) -> str:
         """Physical name of the logical topic ``name`` in this namespace."""
         return qualified(name, self.namespace)
@@ -153,6 +207,16 @@ class Settings(BaseSettings):
     def db_schema(self, base: str) -> str:
         """Database schema for a service, prefixed by the namespace."""
         return f"{self.namespace.replace('.', '_').replace('-', '_')}_{base}" if self.namespace else base
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a field that has no other alias (``AUTOMATION_<FIELD>``)."""
+    return f"AUTOMATION_{field_name.upper()}"
+
+
+def _named(field_name: str) -> str:
+    """A field as an error message names it: the field and the variable that sets it."""
+    return f"{field_name} ({env_name(field_name)})"
 
 
 def check_production_safety(settings: Settings) -> None:

@@ -18,13 +18,13 @@ from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
 from automation_shared.auth import issue_token
-from automation_shared.cli import create_topics
+from automation_shared.cli import admin_client, create_topics
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.db import migrate
+from automation_shared.kafka_security import kafka_client_options
 from automation_shared.settings import Settings
 
 T = TypeVar("T")
@@ -90,8 +90,7 @@ class KafkaProbe:
         self._producer: AIOKafkaProducer | None = None
 
     async def __aenter__(self) -> KafkaProbe:
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                                          enable_idempotence=True, acks="all")
+        self._producer = AIOKafkaProducer(**kafka_client_options(self.settings), enable_idempotence=True, acks="all")
         await self._producer.start()
         return self
 
@@ -115,8 +114,7 @@ class KafkaProbe:
 
     async def read_records(self, topic: str, *, settle: float = 0.5) -> list[tuple[str | None, Any]]:
         """Every record currently in logical ``topic`` as (key, JSON value or None for a tombstone)."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                                    enable_auto_commit=False, group_id=None)
+        consumer = AIOKafkaConsumer(**kafka_client_options(self.settings), enable_auto_commit=False, group_id=None)
         await consumer.start()
         try:
             partitions = await _partitions(consumer, self.settings.topic(topic))
@@ -158,9 +156,8 @@ class KafkaProbe:
 
     async def wait_consumed(self, consumer: str, topic: str) -> None:
         """Wait until consumer group ``consumer`` committed every record now in logical ``topic``."""
-        servers = self.settings.kafka_bootstrap_servers
-        reader = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
-        admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+        reader = AIOKafkaConsumer(**kafka_client_options(self.settings), enable_auto_commit=False)
+        admin = admin_client(self.settings)
         await reader.start()
         await admin.start()
         try:
