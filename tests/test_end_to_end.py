@@ -82,7 +82,7 @@ async def test_rule_fires_over_kafka_and_skips_over_http_and_the_timeline_explai
     assert "amount > 100 (was 20)" in skipped["message"]
 
     [delivery] = receiver.received("/orders")
-    assert delivery.headers["webhook-id"] == f"{success['workflow_id']}:step-1:1"
+    assert delivery.headers["webhook-id"] == f"{success['workflow_id']}:step-1"
     assert delivery.body == {"order_total": 250, "customer": "customer-42"}
 
     page = await timeline(http, stack, tenant)

@@ -52,18 +52,20 @@ async def test_a_detected_trigger_runs_its_webhooks_and_reports_each_step(execut
         assert event["correlationid"] == envelope.id and event["causationid"] == envelope.id
     first, second = events[1]["data"], events[2]["data"]
     assert (first["step_id"], first["status"], first["attempt"]) == ("step-1", "completed", 1)
-    assert first["result"] == {"status_code": 200} and first["idempotency_key"] == f"{run_id}:step-1:1"
+    assert first["result"]["status_code"] == 200 and first["result"]["response_excerpt"] == '{"status": 200}'
+    assert first["idempotency_key"] == f"{run_id}:step-1"  # the same for every attempt of the step
     assert second["step_id"] == "crm"
 
     default, templated = executor.receiver.received(path)
     assert default.method == "POST"
-    assert default.headers["webhook-id"] == f"{run_id}:step-1:1"
+    assert default.headers["webhook-id"] == f"{run_id}:step-1"
     assert default.headers["content-type"] == "application/json"
     assert default.headers["webhook-timestamp"].isdigit()
-    assert default.body == {"run_id": run_id, "automation_id": "auto-1", "automation_version": 3,
-                            "step_id": "step-1", "context": {"customer": {"name": "Ada", "orders": 3}}}
+    assert default.body == {"run_id": run_id, "tenant_id": TENANT, "automation_id": "auto-1", "automation_version": 3,
+                            "step_id": "step-1",
+                            "context": {"customer": {"name": "Ada", "orders": 3}, "steps": {}}}  # no earlier step
     assert templated.method == "PUT"
-    assert templated.headers["webhook-id"] == f"{run_id}:crm:1"
+    assert templated.headers["webhook-id"] == f"{run_id}:crm"
     assert templated.headers["x-api-key"] == "secret"
     assert templated.body == {"greeting": "Hello Ada", "orders": 3}
 
@@ -90,7 +92,8 @@ async def test_a_redelivered_trigger_starts_one_run_and_sends_once(executor) -> 
     assert len(executor.receiver.received(path)) == 1
 
 
-async def test_a_server_error_is_retried_with_a_new_idempotency_key_and_then_succeeds(executor) -> None:
+async def test_a_server_error_is_retried_under_the_same_webhook_id_and_then_succeeds(executor) -> None:
+    """Standard Webhooks: a retry is the same message (same ``webhook-id``), so the receiver can dedupe it."""
     path = unique("flaky")
     executor.receiver.respond(path, 500)
     envelope = executor.trigger(TENANT, executor.hook(executor.receiver.url_for(path)))
@@ -111,7 +114,7 @@ async def test_a_server_error_is_retried_with_a_new_idempotency_key_and_then_suc
     assert (scheduled["reason"], scheduled["attempt"], scheduled["step_id"]) == ("retry", 2, "step-1")
     assert (completed["status"], completed["attempt"]) == ("completed", 2)
     assert [r.headers["webhook-id"] for r in executor.receiver.received(path)] == [
-        f"{run_id}:step-1:1", f"{run_id}:step-1:2"]
+        f"{run_id}:step-1", f"{run_id}:step-1"]
 
 
 async def test_a_client_error_fails_the_run_without_retry(executor) -> None:
@@ -163,7 +166,7 @@ async def test_a_recorded_effect_is_never_sent_again(executor) -> None:
     run_id = envelope.data["run_id"]
     async with executor.db.begin() as conn:  # given: attempt 1 was delivered before a crash
         await conn.execute(effects.insert().values(
-            idempotency_key=f"{run_id}:step-1:1", run_id=run_id, step_id="step-1", attempt=1, status="delivered",
+            idempotency_key=f"{run_id}:step-1", run_id=run_id, step_id="step-1", attempt=1, status="delivered",
             response_status=202, response_excerpt="{}", error=None, retryable=False, duration_ms=7,
             recorded_at=sa.func.now()))
 
@@ -171,7 +174,7 @@ async def test_a_recorded_effect_is_never_sent_again(executor) -> None:
 
     assert (await executor.finished(run_id))["status"] == "succeeded"
     [completed] = [e["data"] for e in await executor.events(run_id) if e["type"] == "action.completed"]
-    assert completed["status"] == "completed" and completed["result"] == {"status_code": 202}
+    assert completed["status"] == "completed" and completed["result"]["status_code"] == 202
     assert executor.receiver.received(path) == []
 
 
@@ -210,10 +213,10 @@ async def test_the_run_detail_shows_every_attempt_to_its_own_tenant_only(executo
     assert (detail["run_id"], detail["status"], detail["automation_id"]) == (run_id, "succeeded", automation_id)
     assert (detail["steps_total"], detail["steps_completed"], detail["current_step_id"]) == (1, 1, None)
     assert detail["correlation_id"] == envelope.id
-    assert [(s["step_id"], s["action_type"], s["status"], s["attempt"], s["result"], s["error"])
+    assert [(s["step_id"], s["action_type"], s["status"], s["attempt"], s["result"]["status_code"], s["error"])
             for s in detail["steps"]] == [
-        ("step-1", "webhook", "failed", 1, {"status_code": 503}, "HTTP 503"),
-        ("step-1", "webhook", "completed", 2, {"status_code": 200}, None),
+        ("step-1", "webhook", "failed", 1, 503, "HTTP 503"),
+        ("step-1", "webhook", "completed", 2, 200, None),
     ]
     assert all(s["at"] and s["duration_ms"] >= 0 for s in detail["steps"])
 

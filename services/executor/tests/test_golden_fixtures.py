@@ -17,4 +17,4 @@ def test_golden_trigger_detected_starts_a_run_with_its_pinned_chain() -> None:
     assert [event.envelope.type for event in events] == ["run.started"]
     pending = next_step(state)
     assert pending is not None and pending.step_id == trigger.actions[0].id
-    assert pending.idempotency_key == f"{trigger.run_id}:{pending.step_id}:1"
+    assert pending.idempotency_key == f"{trigger.run_id}:{pending.step_id}"  # the same for every attempt

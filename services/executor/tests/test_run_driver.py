@@ -113,7 +113,7 @@ async def test_a_save_is_rejected_when_the_run_changed_while_its_step_ran(runtim
         assert await repository.save_run(conn, cancelled, expected_sequence=claimed.sequence)
 
     async with runtime.engine.begin() as conn:  # then the driver tries to save its outcome
-        advanced = replace(claimed, sequence=claimed.sequence + 2, step_index=1)
+        advanced = replace(claimed, sequence=claimed.sequence + 2, position=(1,))
         assert not await repository.save_run(conn, advanced, expected_sequence=claimed.sequence)
         after = await repository.load_run(conn, state.run_id, tenant_id="tenant-a")
     assert after is not None and after.status == "cancelled"

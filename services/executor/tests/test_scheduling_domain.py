@@ -9,7 +9,7 @@ import pytest
 from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import TriggerKind
 from automation_shared.contracts.rules import WebhookAction
-from executor.domain.runs import RunState, next_step
+from executor.domain.runs import Phase, RunState, next_step
 from executor.domain.scheduling import InvalidPoolLimits, PoolLimits, continuation_lease, lease_for, plan_claim
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
@@ -22,7 +22,7 @@ def run(*timeouts: float, step_index: int = 0, due: datetime | None = T0) -> Run
     cause = Envelope(id="e", type="trigger.detected", source="td", time=T0, tenantid="t", data={})
     return RunState(run_id="r", tenant_id="t", automation_id="a", automation_version=1, automation_name="n",
                     category="c", trigger_kind=TriggerKind.EVENT, subject=None, steps=steps, context={},
-                    test_mode=False, cause=cause, started_at=T0, step_index=step_index, next_due_at=due)
+                    test_mode=False, cause=cause, started_at=T0, position=(step_index,), next_due_at=due)
 
 
 def test_a_claim_asks_for_the_free_slots_and_each_tenants_remainder() -> None:
@@ -55,4 +55,4 @@ def test_a_run_goes_on_without_a_claim_only_when_its_next_step_is_due_now() -> N
     assert continuation_lease(run(10, 50, step_index=1), now=T0, lease=LEASE) == T0 + timedelta(seconds=65)
     later = run(10, 10, step_index=1, due=T0 + timedelta(seconds=1))  # a retry waiting for its backoff
     assert continuation_lease(later, now=T0, lease=LEASE) is None
-    assert continuation_lease(replace(run(10), status="succeeded"), now=T0, lease=LEASE) is None
+    assert continuation_lease(replace(run(10), status=Phase.SUCCEEDED), now=T0, lease=LEASE) is None

@@ -285,13 +285,16 @@ _KEY_COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
 
 # One array per column, unnested into rows: a single statement text whatever the batch size
 # (prepared once per connection) and NULLs keep their column's type.
+# ``dimensions=1``: a JSONB value that is itself a list (a position, the approvers) is one element,
+# not a second array dimension.
 _SAVE_RUNS = sa.text(f"""
 UPDATE runs SET {", ".join(f"{name} = new.{name}" for name, _type in _SAVED_COLUMNS)}, claims = 0
 FROM unnest({", ".join(f":{name}" for name, _type in _KEY_COLUMNS + _SAVED_COLUMNS)})
      AS new({", ".join(name for name, _type in _KEY_COLUMNS + _SAVED_COLUMNS)})
 WHERE runs.run_id = new.run_id AND runs.sequence = new.expected_sequence AND runs.status = 'running'
 RETURNING runs.run_id
-""").bindparams(*(sa.bindparam(name, type_=ARRAY(type_)) for name, type_ in _KEY_COLUMNS + _SAVED_COLUMNS))
+""").bindparams(*(sa.bindparam(name, type_=ARRAY(type_, dimensions=1))
+                  for name, type_ in _KEY_COLUMNS + _SAVED_COLUMNS))
 
 
 async def save_runs(conn: AsyncConnection, items: Sequence[Advance]) -> set[str]:
