@@ -126,3 +126,18 @@ async def executor(prepared: Settings, receiver: WebhookReceiver, db: AsyncEngin
     """The executor running in-process against the real stack, with probe and receiver."""
     async with KafkaProbe(prepared) as probe, running_app(create_app(prepared)) as http:
         yield Harness(settings=prepared, http=http, probe=probe, receiver=receiver, db=db)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def fast_executor(receiver: WebhookReceiver) -> AsyncIterator[Harness]:
+    """An executor whose clock runs 60× faster (a 1-minute delay lasts a second, for real), in a
+    namespace of its own so its consumers share no partitions with :func:`executor`'s."""
+    settings = settings_for(unique_namespace("chain"), "executor", clock_rate=60.0,
+                            clock_epoch=datetime.now(UTC), dev_mode=True)
+    await prepare_namespace(settings, ["executor"])
+    engine = create_engine(settings, settings.db_schema("executor"), pool_size=2)
+    try:
+        async with KafkaProbe(settings) as probe, running_app(create_app(settings)) as http:
+            yield Harness(settings=settings, http=http, probe=probe, receiver=receiver, db=engine)
+    finally:
+        await engine.dispose()

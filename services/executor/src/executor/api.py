@@ -137,8 +137,10 @@ def run_detail(state: RunState, log: list[sa.RowMapping]) -> RunDetail:
     )
 
 
-def create_router(runtime: Runtime, *, wake: Callable[[], None] = lambda: None) -> APIRouter:
-    """The ``/api/v1/runs`` routes over ``runtime``'s database; ``wake`` tells the driver a run is due."""
+def create_router(runtime: Runtime, *, wake: Callable[[], None] = lambda: None,
+                  clock: Callable[[], datetime] = utcnow) -> APIRouter:
+    """The ``/api/v1/runs`` routes over ``runtime``'s database; ``wake`` tells the driver a run is due;
+    ``clock`` is the service's clock."""
     router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
     not_found = HTTPException(status.HTTP_404_NOT_FOUND, "run not found")
 
@@ -179,11 +181,11 @@ def create_router(runtime: Runtime, *, wake: Callable[[], None] = lambda: None) 
             if state is None:
                 raise not_found
             try:
-                cancelled, events = cancel_run(state, by=principal.user_id, now=utcnow(), new_id=new_uuid)
+                cancelled, events = cancel_run(state, by=principal.user_id, now=clock(), new_id=new_uuid)
             except RunNotRunning as exc:
                 raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
             await repository.save_run(conn, cancelled, expected_sequence=state.sequence)
-            await repository.record_steps(conn, events, at=utcnow())
+            await repository.record_steps(conn, events, at=clock())
             await append_outbox(conn, events)
             log = list(await repository.step_log(conn, run_id))
         observe_run(runtime.settings.service_name, cancelled)
@@ -199,7 +201,7 @@ def create_router(runtime: Runtime, *, wake: Callable[[], None] = lambda: None) 
             if state is None:
                 raise not_found
             try:
-                retried, events = retry_failed(state, by=principal.user_id, now=utcnow(), new_id=new_uuid)
+                retried, events = retry_failed(state, by=principal.user_id, now=clock(), new_id=new_uuid)
             except RunNotRunning as exc:
                 raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
             await repository.revive_run(conn, retried, expected_sequence=state.sequence)

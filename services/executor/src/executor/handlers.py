@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from automation_shared import topics
 from automation_shared.contracts.events import ApprovalDecided, AutomationSnapshot, TriggerDetected
@@ -30,8 +31,10 @@ RULES = "rule-watcher"
 LIVE_STATUSES = frozenset({"deployed"})
 
 
-def register(runtime: Runtime, *, on_run_started: Callable[[], None]) -> None:
-    """Subscribe the executor's handlers; ``on_run_started`` wakes the run driver."""
+def register(runtime: Runtime, *, on_run_started: Callable[[], None],
+             clock: Callable[[], datetime] = utcnow) -> None:
+    """Subscribe the executor's handlers; ``on_run_started`` wakes the run driver; ``clock`` is the
+    service's clock (the one its driver schedules delays and retries by)."""
     service = runtime.settings.service_name
 
     def after(created: Sequence[RunState]) -> AfterCommit:
@@ -44,7 +47,7 @@ def register(runtime: Runtime, *, on_run_started: Callable[[], None]) -> None:
 
     async def store(conn: AsyncConnection, changed: Sequence[tuple[RunState, RunState, list[Outgoing]]]) -> None:
         """Save advanced runs (each only if unchanged since loaded) with their step log and events."""
-        now = utcnow()
+        now = clock()
         for before, after_state, events in changed:
             if await repository.save_run(conn, after_state, expected_sequence=before.sequence):
                 await repository.record_steps(conn, events, at=now)
@@ -53,7 +56,7 @@ def register(runtime: Runtime, *, on_run_started: Callable[[], None]) -> None:
     async def start_runs_for_triggers(conn: AsyncConnection,
                                       batch: Sequence[Consumed[TriggerDetected]]) -> AfterCommit | None:
         """Create the run of each detected trigger (once per run id) and announce ``run.started``."""
-        now = utcnow()
+        now = clock()
         started = [start_run(item.payload, item.envelope, now=now, new_id=new_uuid) for item in batch]
         new_ids = await repository.insert_runs(conn, [state for state, _events in started])
         created: list[RunState] = []
@@ -77,7 +80,7 @@ def register(runtime: Runtime, *, on_run_started: Callable[[], None]) -> None:
             state = await repository.load_run_any_tenant(conn, item.payload.run_id)
             if state is None or state.tenant_id != item.envelope.tenantid:
                 continue
-            decided = on_approval(state, item.payload, now=utcnow(), new_id=new_uuid)
+            decided = on_approval(state, item.payload, now=clock(), new_id=new_uuid)
             if decided is not None:
                 changed.append((state, *decided))
         await store(conn, changed)
@@ -95,7 +98,7 @@ def register(runtime: Runtime, *, on_run_started: Callable[[], None]) -> None:
                 if state.tenant_id != item.envelope.tenantid:
                     continue
                 cancelled = cancel_run(state, by=f"the rule being {snapshot.status} (version {snapshot.version})",
-                                       now=utcnow(), new_id=new_uuid)
+                                       now=clock(), new_id=new_uuid)
                 changed.append((state, *cancelled))
         await store(conn, changed)
         return after([after_state for _before, after_state, _events in changed]) if changed else None
