@@ -23,7 +23,7 @@ from trigger_detector.domain.versions import FieldChange, diff
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
 DOC: dict[str, Any] = {"name": "r", "triggers": [{"kind": "event", "event_type": "x"}],
-                       "actions": [{"type": "webhook", "url": "http://127.0.0.1:9/h"}]}
+                       "actions": [{"type": "webhook", "url": "https://hooks.example.com/h"}]}
 
 
 def ids() -> Any:

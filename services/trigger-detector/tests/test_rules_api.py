@@ -56,9 +56,14 @@ SEED_CREATE: dict[str, Any] = {
 }
 
 
+TEST_ALLOW = "127.0.0.1,localhost"
+"""The test stacks' egress allow-list (deploy/local/test.sh), set here too so the module does not depend on it:
+the rules above call a local receiver on 127.0.0.1, which the SSRF guard refuses unless listed."""
+
+
 @pytest.fixture(scope="module")
 async def td() -> AsyncIterator[tuple[Settings, httpx.AsyncClient]]:
-    settings = settings_for(unique_namespace("rules"), "trigger-detector")
+    settings = settings_for(unique_namespace("rules"), "trigger-detector", egress_allow=TEST_ALLOW)
     await prepare_namespace(settings, ["trigger_detector"])
     async with running_app(create_app(settings)) as client:
         yield settings, client
@@ -225,6 +230,29 @@ INVALID: dict[str, tuple[dict[str, Any], list[Any]]] = {
                                                     "headers": {"webhook-id": "forged"}}]},
                         ["body", "actions", 0, "headers", "webhook-id"]),
     "flat critical": ({**SEED_CREATE, "risk_level": "critical"}, ["body", "risk_level"]),
+    # destinations the executor would refuse, whatever the test allow-list admits
+    "private webhook": ({**EVENT_RULE, "actions": [{"type": "add_alert", "title": "t"},
+                                                   {"type": "webhook", "url": "http://10.0.0.1/hook"}]},
+                        ["body", "actions", 1, "url"]),
+    "metadata webhook in an else branch": (
+        {**EVENT_RULE, "actions": [{"type": "if", "condition": {"field": "amount", "operator": ">", "value": 1},
+                                    "then": [{"type": "add_alert", "title": "t"}],
+                                    "else": [{"type": "webhook", "url": "http://169.254.169.254/latest/"}]}]},
+        ["body", "actions", 0, "else", 0, "url"]),
+    "ipv4-mapped loopback webhook": ({**EVENT_RULE, "actions": [{"type": "webhook",
+                                                                 "url": "http://[::ffff:127.0.0.1]:9/hook"}]},
+                                     ["body", "actions", 0, "url"]),
+    "ipv6 loopback webhook": ({**EVENT_RULE, "actions": [{"type": "webhook", "url": "http://[::1]:9/hook"}]},
+                              ["body", "actions", 0, "url"]),
+    "gopher slack address": ({**EVENT_RULE, "actions": [{"type": "send_notification", "channels": ["slack"],
+                                                         "addresses": ["#ops", "gopher://127.0.0.1:70/_x"],
+                                                         "message": "m"}]},
+                             ["body", "actions", 0, "addresses", 1]),
+    "file webhook (refused by the model's URL type)": (
+        {**EVENT_RULE, "actions": [{"type": "webhook", "url": "file:///etc/passwd"}]},
+        ["body", "actions", 0, "webhook", "url"]),
+    "flat private webhook": ({**SEED_CREATE, "action_type": "webhook", "action_config": {"url": "http://10.0.0.1/h"}},
+                             ["body", "action_config", "url"]),
 }
 
 
@@ -239,6 +267,72 @@ async def test_every_validation_error_is_422_at_its_field_and_nothing_is_stored(
     assert response.status_code == 422, response.text
     assert any(error["loc"][: len(loc)] == loc for error in response.json()["detail"]), response.text
     assert (await table_count(settings, "automations"), await table_count(settings, "outbox")) == before
+
+
+async def test_a_refused_destination_names_the_step_and_why(td: tuple[Settings, httpx.AsyncClient]) -> None:
+    settings, client = td
+    body = {**EVENT_RULE, "actions": [{"type": "add_alert", "title": "t"},
+                                      {"type": "webhook", "id": "crm", "url": "http://10.0.0.1:8080/hook"}]}
+    response = await client.post("/api/v1/automations", json=body, headers=bearer(settings, "egress", "manager"))
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == [{
+        "type": "egress_refused", "loc": ["body", "actions", 1, "url"],
+        "msg": "step 'crm': refused: 10.0.0.1 is a private address; only public addresses or hosts on the "
+               "operator's egress allow-list (AUTOMATION_EGRESS_ALLOW) may be called"}]
+
+
+async def test_the_operator_allow_list_admits_loopback_and_host_names_are_not_resolved(
+    td: tuple[Settings, httpx.AsyncClient],
+) -> None:
+    settings, client = td
+    auth = bearer(settings, "egress-allowed", "manager")
+    body = {**EVENT_RULE, "actions": [
+        {"type": "webhook", "url": "http://127.0.0.1:9/hook"},
+        {"type": "send_notification", "channels": ["slack"], "addresses": ["http://localhost:9/slack"], "message": "m"},
+        {"type": "webhook", "url": "https://no-such-host.invalid/hook"},  # a name passes: checked when it is called
+    ]}
+    created = await client.post("/api/v1/automations", json={**body, "status": "deployed"}, headers=auth)
+    assert created.status_code == 201, created.text
+    rid = created.json()["id"]
+    moved = await client.put(f"/api/v1/automations/{rid}", json={
+        **body, "actions": [*body["actions"], {"type": "webhook", "url": "http://127.0.0.2/hook"}]}, headers=auth)
+    assert moved.status_code == 422 and moved.json()["detail"][0]["loc"] == ["body", "actions", 3, "url"]
+    patched = await client.patch(f"/api/v1/automations/{rid}", headers=auth, json={
+        "actions": [{"type": "if", "condition": {"field": "a", "operator": "exists"},
+                     "then": [{"type": "webhook", "url": "http://192.168.1.1/"}]}]})
+    assert patched.status_code == 422 and patched.json()["detail"][0]["loc"] == ["body", "actions", 0, "then", 0,
+                                                                                  "url"]
+    assert (await client.get(f"/api/v1/automations/{rid}", headers=auth)).json()["automation"]["version"] == 1
+
+
+async def test_deploying_a_stored_rule_whose_url_is_now_refused_is_409(td: tuple[Settings, httpx.AsyncClient]) -> None:
+    settings, client = td
+    auth = bearer(settings, "egress-legacy", "manager")
+    rid = (await client.post("/api/v1/automations", json=EVENT_RULE, headers=auth)).json()["id"]
+    # a rule saved before the check existed (or under a wider allow-list): written behind the API's back
+    engine = create_async_engine(settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(
+                f'UPDATE "{settings.db_schema("trigger_detector")}".automations SET definition = '
+                "jsonb_set(definition, '{actions,0,url}', '\"http://169.254.169.254/latest/\"') WHERE id = :id"),
+                {"id": rid})
+    finally:
+        await engine.dispose()
+    base = f"/api/v1/automations/{rid}"
+    for method, url in [("POST", f"{base}/deploy"), ("POST", f"{base}/enable"), ("PATCH", f"{base}/toggle"),
+                        ("PATCH", f"{base}/deployment-status?status=deployed")]:
+        response = await client.request(method, url, headers=auth)
+        assert response.status_code == 409, (method, url, response.text)
+        assert response.json()["detail"].startswith("the rule cannot be deployed: actions[0].url: step 'step-1': "
+                                                    "refused: 169.254.169.254 is a cloud metadata address")
+    failed = await client.patch(f"{base}/deployment-status?status=failed", headers=auth)  # not deploying: fine
+    assert failed.status_code == 200 and failed.json()["status"] == "failed"
+    fixed = await client.patch(base, json={"actions": [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}]},
+                               headers=auth)
+    assert fixed.status_code == 200, fixed.text
+    deployed = await client.post(f"{base}/deploy", headers=auth)
+    assert deployed.status_code == 200 and deployed.json()["status"] == "deployed"
 
 
 async def test_a_long_chain_is_accepted_with_a_warning(td: tuple[Settings, httpx.AsyncClient]) -> None:

@@ -6,6 +6,14 @@ bodies go through ``domain.intake`` (three accepted forms, every problem a 422 n
 the caller wrote); nothing is written on a bad request. Routes only load, call a domain
 function and save, inside ``Runtime.unit_of_work``.
 
+Every save checks where the rule's steps would send requests (``domain.destinations``) against
+the operator's egress allow-list (``AUTOMATION_EGRESS_ALLOW``), parsed once when the routes are
+built, the same list the executor enforces: a webhook or Slack URL with a non-http(s) scheme or
+a literal loopback, private, link-local or metadata address is a 422 naming the field. From the
+URL's text only — no DNS lookup at save time: a host name is checked by the executor, address by
+address, when it connects. Deploying a stored rule (saved before the check, or under a wider
+allow-list) whose URLs are now refused is a 409 naming them.
+
 Rule and event bodies are decoded by the strict loader (``contracts.jsonsafe``) before anything
 else reads them: FastAPI's and pydantic's JSON parsers accept ``NaN``/``Infinity`` (pydantic then
 writes them back as ``null``), NUL and lone surrogates (Postgres refuses them: a 500), and turn
@@ -26,6 +34,7 @@ from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.jsonsafe import MAX_INGRESS_DEPTH, UnsafeJson, loads_strict
 from automation_shared.contracts.rules import RuleStatus, ScheduleTrigger, dump_rule
 from automation_shared.delivery import append_outbox
+from automation_shared.egress import EgressPolicy
 from automation_shared.openapi import MAX_PAGE_OFFSET
 from automation_shared.service import Runtime
 from automation_shared.system import new_uuid, utcnow
@@ -35,7 +44,7 @@ from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from trigger_detector.adapters import repository, run_stats
-from trigger_detector.domain import catalog, intake, rules, summary, templates
+from trigger_detector.domain import catalog, destinations, intake, rules, summary, templates
 from trigger_detector.domain.detection import ActiveRule, decide_manually
 from trigger_detector.domain.recommend import recommend
 from trigger_detector.domain.schedule import ScheduleError, next_fire_times
@@ -332,12 +341,32 @@ class StrictJsonRoute(APIRoute):
         return strict
 
 
-def accepted(body: Any) -> intake.Accepted:
-    """A rule body through intake; a refused one becomes a 422 naming each field."""
+def accepted(body: Any, egress: EgressPolicy) -> intake.Accepted:
+    """A rule body through intake (destinations judged against ``egress``); a refused one becomes
+    a 422 naming each field."""
     try:
-        return intake.accept(body)
+        return intake.accept(body, egress=egress)
     except intake.RuleInvalid as exc:
         raise rule_error(exc) from exc
+
+
+def refuse_undeployable(current: rules.Automation, change: rules.Change, egress: EgressPolicy) -> None:
+    """A change that deploys a stored rule must not deploy URLs the executor would refuse.
+
+    A status change saves no new definition, so intake never saw it: the rule may predate the
+    destination check or have been saved under a wider allow-list. Only a move *into* deployed
+    is checked (a rule that stays deployed was checked when its definition was saved), and the
+    answer is a 409, not a 422: the request is fine, the stored rule is not (edit it first).
+
+    Raises:
+        HTTPException: 409 naming each refused field and why.
+    """
+    if change.automation.status is not RuleStatus.DEPLOYED or current.status is RuleStatus.DEPLOYED:
+        return
+    refused = destinations.refusals(change.automation.definition.actions, egress)
+    if refused:
+        raise HTTPException(status.HTTP_409_CONFLICT, "the rule cannot be deployed: " + "; ".join(
+            f"{r.field}: {r.message}" for r in refused) + ". Edit the rule first.")
 
 
 RULE_BODY_EXAMPLES = {
@@ -362,8 +391,13 @@ JsonObject = Annotated[dict[str, Any], Body()]
 
 def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
            new_id: Callable[[], str] = new_uuid) -> APIRouter:
-    """The trigger-detector's routes, bound to ``runtime``, the clock and the id generator."""
+    """The trigger-detector's routes, bound to ``runtime``, the clock and the id generator.
+
+    Raises:
+        ValueError: ``AUTOMATION_EGRESS_ALLOW`` holds an entry that is neither a host nor a network.
+    """
     api = APIRouter()
+    egress = EgressPolicy.parse(runtime.settings.egress_allow)
 
     async def load(conn: Any, principal: Principal, automation_id: str, *,
                    for_update: bool = False) -> rules.Automation:
@@ -388,6 +422,7 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
             except rules.InvalidTransition as exc:
                 raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
             if change is not None:
+                refuse_undeployable(current, change, egress)
                 await repository.save(conn, change, now=now)
         return await with_stats(change.automation if change is not None else current)
 
@@ -401,8 +436,16 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
         """Create a rule (version 1): the rule model, the seed's flat body, or a template with overrides.
 
         `status` (`draft` by default, `deployed`, `paused`) or `enabled` sets the initial status.
+
+        422 (type `egress_refused`, at the field, e.g. `actions[1].url`) for a webhook `url` or a
+        notification address URL that the executor would refuse to call: a scheme other than http(s),
+        a literal loopback, private, link-local or cloud-metadata address (IPv4-mapped IPv6 included),
+        or `localhost`, unless the operator's `AUTOMATION_EGRESS_ALLOW` lists it. Judged from the
+        URL's text only: host names are not resolved when a rule is saved (the executor checks
+        every address a name resolves to when it connects); a URL whose host is a `{{ template }}`
+        is checked only when it runs. The same applies to every update.
         """
-        rule = accepted(body)
+        rule = accepted(body, egress)
         now = clock()
         try:
             change = rules.create(rule.definition, rule.status or RuleStatus.DRAFT, automation_id=new_id(),
@@ -468,8 +511,11 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
         )
 
     async def replace_automation(automation_id: str, body: RuleBody, principal: Writer) -> AutomationOut:
-        """Replace the definition (any accepted form): a new version; runs already started keep theirs."""
-        rule = accepted(body)
+        """Replace the definition (any accepted form): a new version; runs already started keep theirs.
+
+        Checked as a create is, destinations included (422 at the field).
+        """
+        rule = accepted(body, egress)
         out = await apply(principal, automation_id, lambda current, now: rules.revise(
             current, rule.definition, user_id=principal.user_id, now=now, new_id=new_id, status=rule.status))
         return out.model_copy(update={"warnings": list(rule.warnings)})
@@ -480,12 +526,13 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
     async def patch_automation(automation_id: str, body: JsonObject, principal: Writer) -> AutomationOut:
         """Partial update (JSON merge patch of the rule model: objects merge, other values replace).
 
-        `status` or `enabled` in the patch changes the status in the same new version.
+        `status` or `enabled` in the patch changes the status in the same new version. The merged
+        rule is checked as a create is, destinations included (422 at the field).
         """
         now = clock()
         async with runtime.unit_of_work() as conn:
             current = await load(conn, principal, automation_id, for_update=True)
-            rule = accepted(intake.merge(dump_rule(current.definition), body))
+            rule = accepted(intake.merge(dump_rule(current.definition), body), egress)
             try:
                 change = rules.revise(current, rule.definition, user_id=principal.user_id, now=now, new_id=new_id,
                                       status=rule.status)
@@ -512,13 +559,17 @@ def router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow,
     async def deploy_automation(automation_id: str, principal: Writer,
                                 body: Annotated[dict[str, Any] | None, Body()] = None) -> AutomationOut:
         """Deploy (enable) a rule; the deployment seed's body (`schedule_type`, `schedule_time`,
-        `schedule_config`, `name`) sets its schedule and name in the same new version."""
+        `schedule_config`, `name`) sets its schedule and name in the same new version.
+
+        409 when a URL of the stored rule is one the executor would refuse to call (see create);
+        with a body, the new version is checked as a create is (422).
+        """
         if not body:
             return await change_status(principal, automation_id, RuleStatus.DEPLOYED)
 
         def decide(current: rules.Automation, now: datetime) -> rules.Change:
             try:
-                definition = intake.deploy_schedule(current.definition, body)
+                definition = intake.deploy_schedule(current.definition, body, egress=egress)
             except intake.RuleInvalid as exc:
                 raise rule_error(exc) from exc
             return rules.revise(current, definition, user_id=principal.user_id, now=now, new_id=new_id,

@@ -11,9 +11,12 @@ Three body forms are accepted by create and replace:
   merged in (objects key by key, anything else replaced).
 
 Then the platform's own rules, beyond the model's shape: cron syntax, headers a rule may not
-set, the size budget. Every problem is reported with the path of the field the caller sent
-(a flat body's ``action_config.url``, not the canonical ``actions[0].url``) and nothing is
-stored. A chain of more than 50 steps is accepted with a warning.
+set, the size budget, and destinations the executor would refuse to call (``domain.destinations``:
+a non-http(s) scheme, a literal loopback, private, link-local or metadata address, ``localhost``,
+unless the operator's egress allow-list admits it; judged from the URL's text, no DNS lookup —
+host names are checked by the executor when it connects). Every problem is reported with the
+path of the field the caller sent (a flat body's ``action_config.url``, not the canonical
+``actions[0].url``) and nothing is stored. A chain of more than 50 steps is accepted with a warning.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, Final
 
 from automation_shared.contracts.rules import (
     BEHAVIORS,
+    STEP_TYPES,
     RuleDefinition,
     RuleStatus,
     ScheduleTrigger,
@@ -34,9 +38,11 @@ from automation_shared.contracts.rules import (
     validate_rule,
     walk_steps,
 )
+from automation_shared.egress import DENY_ALL, EgressPolicy
 from automation_shared.errors import AutomationError
 from pydantic import ValidationError
 
+from trigger_detector.domain.destinations import located_steps, refusals
 from trigger_detector.domain.schedule import ScheduleError, check_cron, normalise_schedule
 from trigger_detector.domain.templates import get_template
 
@@ -232,8 +238,8 @@ def _flat_loc(loc: Loc) -> Loc:
         case ("triggers", 0, *rest):
             rest = rest[1:] if rest and rest[0] in ("event", "schedule", "threshold", "behavior") else rest
             return ("trigger_config", *rest)
-        case ("actions", 0, *rest):
-            return ("action_config", *rest[1:])
+        case ("actions", 0, *rest):  # pydantic's paths name the step type, intake's own do not
+            return ("action_config", *(rest[1:] if rest and rest[0] in STEP_TYPES else rest))
         case ("governance", ("risk_level" | "requires_approval") as key, *rest):
             return (key, *rest)
         case ("governance",) | ("governance", "__root__"):
@@ -241,7 +247,11 @@ def _flat_loc(loc: Loc) -> Loc:
     return loc
 
 
-def _policy_problems(definition: RuleDefinition) -> list[Problem]:
+EGRESS_REFUSED: Final = "egress_refused"
+"""The 422 error type of a destination the executor would refuse to call."""
+
+
+def _policy_problems(definition: RuleDefinition, egress: EgressPolicy) -> list[Problem]:
     """The platform's rules beyond the model's shape."""
     problems: list[Problem] = []
     if len(definition.triggers) > 1:
@@ -254,28 +264,24 @@ def _policy_problems(definition: RuleDefinition) -> list[Problem]:
                 check_cron(trigger.cron)
             except ScheduleError as exc:
                 problems.append(Problem(("triggers", index, *exc.path), exc.reason))
-    for path, step in _steps_with_paths(definition.actions, ("actions",)):
+    for path, step in located_steps(definition.actions):
         if isinstance(step, WebhookAction):
             for name in step.headers:
                 if is_platform_header(name):
                     problems.append(Problem((*path, "headers", name),
                                             f"header {name!r} is set by the platform and cannot be overridden"))
+    problems += [Problem(r.loc, r.message, EGRESS_REFUSED) for r in refusals(definition.actions, egress)]
     return problems
 
 
-def _steps_with_paths(steps: Sequence[Any], prefix: Loc) -> list[tuple[Loc, Any]]:
-    found: list[tuple[Loc, Any]] = []
-    for index, step in enumerate(steps):
-        path = (*prefix, index)
-        found.append((path, step))
-        if step.type == "if":
-            found += _steps_with_paths(step.then, (*path, "then"))
-            found += _steps_with_paths(step.otherwise, (*path, "else"))
-    return found
-
-
-def accept(body: Any) -> Accepted:
+def accept(body: Any, *, egress: EgressPolicy = DENY_ALL) -> Accepted:
     """Validate a create/replace body of any accepted form.
+
+    ``egress`` is the operator's allow-list (``AUTOMATION_EGRESS_ALLOW``, parsed once when the app
+    starts): the same exceptions the executor makes when it sends. The default admits nothing.
+    Destinations are judged from the URL's text only: no host name is resolved here (what a
+    name resolves to can change after the rule is saved; the executor checks each address
+    when it connects).
 
     Raises:
         RuleInvalid: every problem, each at the path the caller wrote.
@@ -294,7 +300,7 @@ def accept(body: Any) -> Accepted:
     except ValidationError as exc:
         raise RuleInvalid([Problem(relocate(tuple(error["loc"])), error["msg"], error["type"])
                            for error in exc.errors(include_url=False)]) from exc
-    problems = _policy_problems(definition)
+    problems = _policy_problems(definition, egress)
     try:  # what is stored must load back as the same rule, or no event could ever be decided with it
         if validate_rule(dump_rule(definition)) != definition:
             problems.append(Problem((), "the rule does not load back as written (please report this)"))
@@ -308,10 +314,12 @@ def accept(body: Any) -> Accepted:
     return Accepted(definition, status, warnings)
 
 
-def deploy_schedule(definition: RuleDefinition, body: Mapping[str, Any]) -> RuleDefinition:
+def deploy_schedule(definition: RuleDefinition, body: Mapping[str, Any], *,
+                    egress: EgressPolicy = DENY_ALL) -> RuleDefinition:
     """The rule with the deployment seed's body applied: a new schedule and optionally a new name.
 
     ``schedule_type``/``schedule_time``/``schedule_config`` replace the rule's schedule trigger.
+    The result is checked as a saved rule is (:func:`accept`, against ``egress``).
 
     Raises:
         RuleInvalid: a malformed schedule, or a rule without a schedule trigger to replace.
@@ -340,4 +348,4 @@ def deploy_schedule(definition: RuleDefinition, body: Mapping[str, Any]) -> Rule
             document["triggers"][schedules[0]] = {**normalise_schedule(form), **policies}
         except ScheduleError as exc:
             raise RuleInvalid([Problem(exc.path or ("schedule_config",), exc.reason)]) from exc
-    return accept(document).definition
+    return accept(document, egress=egress).definition
