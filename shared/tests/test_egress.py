@@ -120,3 +120,13 @@ def test_every_address_of_an_internal_range_is_refused_in_every_spelling(
             check_url(f"http://{int(address)}/")
         with pytest.raises(EgressRefused, match=r"IPv4-mapped IPv6 address"):
             check_url(f"http://[::ffff:{address}]/")
+
+
+def test_a_metadata_address_is_admitted_only_by_an_entry_naming_exactly_it() -> None:
+    metadata = ipaddress.ip_address("169.254.169.254")
+    for wide in ("169.254.0.0/16", "*.internal"):
+        with pytest.raises(EgressRefused, match="cloud metadata"):
+            check_address(metadata, EgressPolicy.parse(wide), host="metadata.google.internal")
+    check_address(ipaddress.ip_address("169.254.10.1"), EgressPolicy.parse("169.254.0.0/16"))  # others: the network
+    check_address(metadata, EgressPolicy.parse("169.254.169.254"))
+    check_address(metadata, EgressPolicy.parse("metadata.google.internal"), host="metadata.google.internal")

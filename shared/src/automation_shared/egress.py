@@ -121,6 +121,15 @@ class EgressPolicy:
         """Whether ``address`` is inside a listed network."""
         return any(address.version == network.version and address in network for network in self.networks)
 
+    def lists_host(self, host: str) -> bool:
+        """Whether ``host`` itself is listed (not through a ``*.`` entry)."""
+        return host.lower().rstrip(".") in self.hosts
+
+    def lists_address(self, address: IPAddress) -> bool:
+        """Whether ``address`` itself is listed (a single-address entry, not a wider network)."""
+        return any(network.num_addresses == 1 and address in network for network in self.networks
+                   if address.version == network.version)
+
 
 DENY_ALL: Final = EgressPolicy()
 """No exceptions: what a rule is checked against when it is saved, unless the operator listed some."""
@@ -167,9 +176,12 @@ def check_address(address: IPAddress, policy: EgressPolicy = DENY_ALL, *, host: 
     Raises:
         EgressRefused: naming the address, the host and the reason.
     """
-    if host is not None and policy.allows_host(host):
+    # a cloud metadata address hands out the node's credentials: only an entry naming exactly it
+    # (its address, or the very host name) admits it, never a wider network or a ``*.`` entry
+    exact_only = address in METADATA_ADDRESSES
+    if host is not None and (policy.lists_host(host) if exact_only else policy.allows_host(host)):
         return
-    if policy.allows_address(address):
+    if policy.lists_address(address) if exact_only else policy.allows_address(address):
         return
     reason = refusal_reason(address)
     if reason is not None:
