@@ -48,9 +48,8 @@ CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 # metrics the alerts and the dashboard use that no service exports yet (docs/operations.md, "Alerts")
-METRICS_TO_COME = {"automation_runs_pending", "automation_approvals_pending", "automation_approval_wait_seconds_sum",
-                   "automation_approval_wait_seconds_count", "automation_approval_wait_seconds_bucket",
-                   "automation_trigger_to_action_seconds_bucket"}
+METRICS_TO_COME = {"automation_approvals_pending", "automation_approval_wait_seconds_sum",
+                   "automation_approval_wait_seconds_count", "automation_approval_wait_seconds_bucket"}
 REQUIRED_ALERTS = {"AutomationRunFailureRateHigh", "AutomationPendingExecutionsHigh", "AutomationApprovalWaitHigh",
                    "AutomationServiceCpuHigh", "AutomationConsumerLagHigh", "AutomationDeadLettersGrowing"}
 

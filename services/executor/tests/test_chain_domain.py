@@ -244,3 +244,29 @@ def test_replaying_a_runs_events_through_evolve_gives_its_state(
     assert replayed == state
     assert [p.sequence for p in payloads(events)] == list(range(1, len(events) + 1))
     del history
+
+
+def test_a_retried_notification_attempt_is_told_what_the_failed_one_delivered_already() -> None:
+    """The failed attempt's result stays with the step; the next attempt's call skips its deliveries,
+    also after a manual retry of the halted run."""
+    from executor.domain.actions.base import action_call
+
+    detected, envelope = trigger([{"type": "send_notification", "id": "tell", "channels": ["email", "slack"],
+                                   "message": "hi", "recipients": ["owner"],
+                                   "retry": {"max_attempts": 2, "backoff_seconds": 1}}])
+    state, _ = start_run(detected, envelope, now=NOW, new_id=ids())
+    pending = next_step(state)
+    assert pending is not None and action_call(state, pending, now=NOW).delivered == frozenset()
+    half = StepOutcome(StepStatus.FAILED, result={"delivered": ["email:ada@example.com"]},
+                       error="1 of 2 deliveries failed: slack: HTTP 503", retryable=True)
+
+    state, _ = apply_outcome(state, half, now=NOW, new_id=ids())
+    pending = next_step(state)
+    assert pending is not None and pending.attempt == 2
+    assert action_call(state, pending, now=NOW).delivered == {"email:ada@example.com"}
+
+    state, _ = apply_outcome(state, half, now=NOW, new_id=ids())  # the last attempt fails too: halted
+    assert state.status is Phase.FAILED
+    state, _ = retry_failed(state, by="ops", now=NOW, new_id=ids())
+    pending = next_step(state)
+    assert pending is not None and action_call(state, pending, now=NOW).delivered == {"email:ada@example.com"}

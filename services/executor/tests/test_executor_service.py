@@ -8,6 +8,7 @@ on the run topics in sequence and the local receiver got exactly the expected re
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -282,3 +283,16 @@ async def test_cancelling_a_waiting_run_finishes_it_as_cancelled(executor) -> No
     again = await executor.http.post(f"/api/v1/runs/{run_id}/cancel", headers=manager)
     assert again.status_code == 409
     assert len(executor.receiver.received(path)) == 1
+
+
+async def test_trigger_to_action_latency_and_pending_runs_are_exported(executor) -> None:
+    envelope = executor.trigger(TENANT, executor.hook(executor.receiver.url_for(unique("metered"))))
+    await executor.publish(envelope)
+    await executor.finished(envelope.data["run_id"])
+
+    text = (await executor.http.get("/metrics")).text
+
+    count = re.search(r'^automation_trigger_to_action_seconds_count\{service="executor"\} (\S+)$', text, re.M)
+    assert count is not None and float(count.group(1)) >= 1
+    assert re.search(r'^automation_runs_pending\{service="executor",status="running"\} \d', text, re.M)
+    assert re.search(r'^automation_runs_pending\{service="executor",status="awaiting_approval"\} \d', text, re.M)

@@ -28,6 +28,12 @@ OUTBOX_RELAY_ACTIVE = Gauge(
 CONSUMER_LAG = Gauge("automation_consumer_lag", "Records behind the end of the topic", ["service", "topic"])
 RUNS = Counter("automation_runs_total", "Runs finished, by status", ["service", "outcome"])
 ACTION_SECONDS = Histogram("automation_action_seconds", "Action latency", ["service", "action_type", "outcome"])
+RUNS_PENDING = Gauge(
+    "automation_runs_pending", "Runs not finished: running (a step due, a delay or a retry waiting) or awaiting "
+    "approval. The schema's count, reported by every executor replica: aggregate with max", ["service", "status"])
+TRIGGER_TO_ACTION = Histogram(
+    "automation_trigger_to_action_seconds", "From the trigger decision to the first action its run delivered",
+    ["service"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0))
 TRIGGERS = Counter("automation_triggers_total", "Trigger decisions", ["service", "kind", "outcome"])
 BACKGROUND_RESTARTS = Counter(
     "automation_background_restarts_total", "Background loops restarted after a crash", ["service", "loop"]

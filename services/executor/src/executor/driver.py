@@ -48,9 +48,9 @@ from automation_shared.system import new_uuid, utcnow
 from executor.actions import Actions
 from executor.adapters import repository
 from executor.adapters.http import new_client
-from executor.adapters.metrics import observe_action, observe_run
+from executor.adapters.metrics import observe_action, observe_first_action, observe_run, report_pending
 from executor.adapters.repository import Advance
-from executor.domain.actions.base import ActionCall
+from executor.domain.actions.base import action_call
 from executor.domain.runs import PendingStep, RunState, StepOutcome, apply_outcome, next_step
 from executor.domain.scheduling import PoolLimits, continuation_lease, lease_for, plan_claim
 
@@ -62,6 +62,7 @@ DEFAULT_TENANT_SLOTS = 64
 DEFAULT_RECORD_BATCH = 256
 DEFAULT_MAX_CLAIMS = 10
 MAX_BACKOFF_SECONDS = 5.0
+PENDING_INTERVAL_SECONDS = 15.0
 
 
 class RunInvariantBroken(Exception):
@@ -134,6 +135,7 @@ class RunDriver:
         async with self.actions() as client, asyncio.TaskGroup() as group:
             group.create_task(self._record_forever(client, group), name="run-recorder")
             group.create_task(self._claim_forever(client, group), name="run-claimer")
+            group.create_task(self._count_forever(), name="run-counter")
 
     @contextlib.asynccontextmanager
     async def actions(self) -> AsyncIterator[Actions]:
@@ -143,6 +145,17 @@ class RunDriver:
             yield Actions(self._runtime.settings, http=http, clock=self._clock)
         finally:
             await http.close()
+
+    async def _count_forever(self) -> None:
+        """Refresh ``automation_runs_pending`` every ``PENDING_INTERVAL_SECONDS`` (gauges only: a
+        failed count is logged and tried again next time)."""
+        while True:
+            try:
+                async with self._runtime.engine.connect() as conn:
+                    report_pending(self._service, await repository.count_live_runs(conn))
+            except Exception as exc:  # noqa: BLE001 - a metric, never a reason to stop driving runs
+                log.warning("runs_pending_count_failed", error=repr(exc))
+            await asyncio.sleep(PENDING_INTERVAL_SECONDS)
 
     # -- claiming ----------------------------------------------------------------------------
 
@@ -208,15 +221,10 @@ class RunDriver:
         if claimed.recorded is not None and not state.test_mode:
             log.info("effect_already_recorded", idempotency_key=pending.idempotency_key)
             return PerformedStep(claimed, claimed.recorded, None)
-        call = ActionCall(
-            run_id=state.run_id, tenant_id=state.tenant_id, automation_id=state.automation_id,
-            automation_version=state.automation_version, step_id=pending.step_id, attempt=pending.attempt,
-            idempotency_key=pending.idempotency_key, step=pending.step, context=state.view(),
-            people={"owner": (state.owner,) if state.owner else (), "collaborators": state.collaborators,
-                    "approvers": ()},
-            test_mode=state.test_mode, now=self._clock())
+        call = action_call(state, pending, now=self._clock())
         outcome = await client.perform(call)
         observe_action(self._service, pending.step.type, outcome)
+        observe_first_action(self._service, state, outcome, now=call.now)
         # a delivered step is on record already (effects table, action.completed): log it at
         # debug; a failed one is what an operator looks for
         report = log.debug if outcome.status is not StepStatus.FAILED else log.info

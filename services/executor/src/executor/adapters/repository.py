@@ -334,6 +334,15 @@ async def record_steps(conn: AsyncConnection, events: Sequence[Outgoing], *, at:
         await conn.execute(insert(step_attempts).on_conflict_do_nothing(), rows)
 
 
+async def count_live_runs(conn: AsyncConnection) -> dict[str, int]:
+    """How many runs are running or awaiting approval, by status (the ``runs_by_automation_live``
+    partial index holds exactly those rows)."""
+    result = await conn.execute(
+        sa.select(runs.c.status, sa.func.count()).where(runs.c.status.in_((RUNNING, Phase.AWAITING_APPROVAL.value)))
+        .group_by(runs.c.status))
+    return {str(status): int(count) for status, count in result.all()}
+
+
 async def live_runs_of(conn: AsyncConnection, automation_id: str) -> list[RunState]:
     """The automation's runs that are running or awaiting approval, locked for update."""
     result = await conn.execute(

@@ -284,13 +284,17 @@ def _evolve_step(state: RunState, done: ActionCompleted, *, at: datetime) -> Run
                        results={**state.results, done.step_id: dict(done.result)})
     match failure_disposition(before, step, attempt=done.attempt, retryable=done.retryable):
         case "retry":  # action.scheduled follows with the next attempt
-            return replace(state, attempt=done.attempt, attempt_base=before.attempt_base)
+            # the failed attempt's result stays with the step: what it delivered already (a
+            # notification's channels) is skipped by the next attempt
+            return replace(state, attempt=done.attempt, attempt_base=before.attempt_base,
+                           results={**state.results, done.step_id: {**done.result, "error": done.error}})
         case "continue":
             return replace(state, position=chain.following(state.steps, path), steps_failed=state.steps_failed + 1,
                            results={**state.results, done.step_id: {**done.result, "error": done.error}})
         case _:
             return replace(state, attempt=done.attempt, attempt_base=before.attempt_base,
-                           steps_failed=state.steps_failed + 1, failed_step=done.step_id, next_due_at=None)
+                           steps_failed=state.steps_failed + 1, failed_step=done.step_id, next_due_at=None,
+                           results={**state.results, done.step_id: {**done.result, "error": done.error}})
 
 
 # --------------------------------------------------------------------------------------- decisions

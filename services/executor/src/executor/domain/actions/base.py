@@ -18,7 +18,7 @@ from typing import Any, Final
 from automation_shared.contracts.events import StepStatus
 from automation_shared.contracts.rules import ActionBase
 
-from executor.domain.runs import StepOutcome
+from executor.domain.runs import PendingStep, RunState, StepOutcome
 
 ERROR_CHARS: Final = 2000
 """Longest error text recorded for a step (events, the runs API, logs)."""
@@ -51,6 +51,21 @@ class ActionCall:
     """Deliveries an earlier attempt of this step already made (its failed result's ``delivered``
     list), skipped on this attempt so a notification retried for one channel does not repeat the
     others. Optional: without it a retry sends every delivery again."""
+
+
+def action_call(state: RunState, pending: PendingStep, *, now: datetime) -> ActionCall:
+    """The attempt the driver hands to the registry for ``pending``: the run's identity, its
+    context (snapshot plus earlier steps' results), the rule's people, and what an earlier failed
+    attempt of this step delivered already (kept in the step's result), so it is not repeated."""
+    earlier = state.results.get(pending.step_id) or {}
+    return ActionCall(
+        run_id=state.run_id, tenant_id=state.tenant_id, automation_id=state.automation_id,
+        automation_version=state.automation_version, step_id=pending.step_id, attempt=pending.attempt,
+        idempotency_key=pending.idempotency_key, step=pending.step, context=state.view(),
+        people={"owner": (state.owner,) if state.owner else (), "collaborators": state.collaborators,
+                "approvers": ()},
+        test_mode=state.test_mode, now=now,
+        delivered=frozenset(str(key) for key in earlier.get("delivered") or ()))
 
 
 class ActionRefused(ValueError):
