@@ -10,6 +10,10 @@ destination, a missing template variable, a header HTTP cannot carry, a bug — 
 step's recorded failure, so a run never stays leased and re-sent forever because one step
 raised (issue #8). Cancellation still propagates: it is the driver's, not the step's.
 
+Stored credentials a step names (``{{ credentials.NAME }}``) arrive loaded in
+``ActionCall.credentials`` (the driver reads them); :meth:`Actions.perform` redacts their values
+from every outcome, so no adapter has to remember to.
+
 Settings read (``getattr`` with the defaults below, until ``automation_shared.settings`` declares
 them): ``webhook_signing_key``, ``egress_allow`` (through the HTTP client), ``smtp_host``,
 ``smtp_port``, ``smtp_security``, ``smtp_username``, ``smtp_password``, ``smtp_timeout_seconds``,
@@ -20,6 +24,7 @@ them): ``webhook_signing_key``, ``egress_allow`` (through the HTTP client), ``sm
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -34,6 +39,7 @@ from executor.adapters.notify import NotificationAdapter
 from executor.adapters.smtp import SmtpServer
 from executor.adapters.webhook import WebhookAdapter
 from executor.domain.actions.base import ActionCall, ActionRefused, failed
+from executor.domain.actions.credentials import redact_outcome, redact_text, redaction_forms
 from executor.domain.actions.notification import ProviderUrls
 from executor.domain.runs import StepOutcome
 from executor.domain.templates import TemplateError
@@ -123,7 +129,16 @@ class Actions:
         return action_type in PERFORMED
 
     async def perform(self, call: ActionCall) -> StepOutcome:
-        """One attempt of ``call``'s step (in test mode: what it would send). Never raises."""
+        """One attempt of ``call``'s step (in test mode: what it would send). Never raises.
+
+        Every value of ``call.credentials`` is redacted from the outcome here, whichever adapter
+        made it and however (a receiver echoing a header, an error quoting a value), so nothing
+        downstream — the step log, ``action.completed``, the effects ledger, log lines — sees one.
+        """
+        outcome = await self._attempt(call)
+        return redact_outcome(outcome, call.credentials.values()) if call.credentials else outcome
+
+    async def _attempt(self, call: ActionCall) -> StepOutcome:
         started = time.perf_counter()
         action_type = str(getattr(call.step, "type", "?"))
 
@@ -141,7 +156,13 @@ class Actions:
         except (ActionRefused, EgressRefused, TemplateError) as exc:
             return failed(str(exc), retryable=False, duration_ms=elapsed_ms())
         except Exception as exc:  # noqa: BLE001 — one step's unexpected error is its recorded failure (module docstring)
-            log.exception("action_failed_unexpectedly", action_type=action_type, run_id=call.run_id,
-                          step_id=call.step_id, attempt=call.attempt)
+            if call.credentials:  # the traceback may quote a credential: logged as redacted text
+                forms = redaction_forms(call.credentials.values())
+                log.error("action_failed_unexpectedly", action_type=action_type, run_id=call.run_id,
+                          step_id=call.step_id, attempt=call.attempt,
+                          exception=redact_text("".join(traceback.format_exception(exc)), forms))
+            else:
+                log.exception("action_failed_unexpectedly", action_type=action_type, run_id=call.run_id,
+                              step_id=call.step_id, attempt=call.attempt)
             return failed(f"unexpected {type(exc).__name__} in the {action_type} action: {exc}", retryable=False,
                           duration_ms=elapsed_ms())

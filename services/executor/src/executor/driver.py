@@ -10,9 +10,11 @@ Three parts work together in one process:
 2. each claimed step is **performed** in a task of its own, *outside* any transaction (a
    webhook may take its whole timeout) through the action registry (:class:`executor.actions.Actions`):
    previewed in test mode, the recorded outcome reused when its idempotency key is among the
-   delivered effects (nothing is re-sent), else delivered; a delay that came due completes; a
-   run claimed ``max_claims`` times without its outcome being recorded (a step that takes its
-   driver down every time) fails with that reason instead of being tried forever;
+   delivered effects (nothing is re-sent), else delivered — with the tenant's stored
+   credentials its templates name, read just before (``domain.actions.credentials``); a delay
+   that came due completes; a run claimed ``max_claims`` times without its outcome being
+   recorded (a step that takes its driver down every time) fails with that reason instead of
+   being tried forever;
 3. the **recorder** takes whatever outcomes are ready (up to ``record_batch``, never waiting
    for more) and commits their effects, step logs, advanced runs (each only if its
    ``sequence`` is unchanged: a run cancelled meanwhile keeps only its effect) and events
@@ -33,7 +35,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -46,13 +48,16 @@ from automation_shared.service import Runtime
 from automation_shared.system import new_uuid, utcnow
 
 from executor.actions import Actions
+from executor.adapters import credentials as credential_store
 from executor.adapters import repository
 from executor.adapters.http import new_client
 from executor.adapters.metrics import observe_action, observe_first_action, observe_run, report_pending
 from executor.adapters.repository import Advance
-from executor.domain.actions.base import action_call
+from executor.domain.actions import credentials
+from executor.domain.actions.base import ActionCall, ActionRefused, action_call, failed
 from executor.domain.runs import PendingStep, RunState, StepOutcome, apply_outcome, next_step
 from executor.domain.scheduling import PoolLimits, continuation_lease, lease_for, plan_claim
+from executor.domain.templates import TemplateError
 
 log = get_logger(__name__)
 
@@ -222,7 +227,7 @@ class RunDriver:
             log.info("effect_already_recorded", idempotency_key=pending.idempotency_key)
             return PerformedStep(claimed, claimed.recorded, None)
         call = action_call(state, pending, now=self._clock())
-        outcome = await client.perform(call)
+        outcome = await self._attempt(client, call)
         observe_action(self._service, pending.step.type, outcome)
         observe_first_action(self._service, state, outcome, now=call.now)
         # a delivered step is on record already (effects table, action.completed): log it at
@@ -232,6 +237,26 @@ class RunDriver:
                status=outcome.status.value, error=outcome.error)
         delivered = outcome.status is StepStatus.COMPLETED and not state.test_mode
         return PerformedStep(claimed, outcome, outcome if delivered else None)
+
+    async def _attempt(self, client: Actions, call: ActionCall) -> StepOutcome:
+        """Perform ``call`` with the stored credentials its templates name (only those are read).
+
+        A template that names credentials unreadably, or a credential the tenant has not stored,
+        fails the step for good before anything is sent; a database that cannot be read fails
+        the attempt retryably (the step's retry policy applies).
+        """
+        try:
+            names = credentials.required(call.step)
+            if names:
+                async with self._runtime.engine.connect() as conn:
+                    stored = await credential_store.load(conn, call.tenant_id, names, with_values=not call.test_mode)
+                call = replace(call, credentials=credentials.for_attempt(names, stored, test_mode=call.test_mode))
+        except (ActionRefused, TemplateError) as exc:
+            return failed(str(exc), retryable=False)
+        except Exception as exc:  # noqa: BLE001 - the credentials' read failed, not the step: try it again later
+            log.warning("credentials_read_failed", error=repr(exc))
+            return failed(f"the tenant's credentials could not be read ({type(exc).__name__})", retryable=True)
+        return await client.perform(call)
 
     # -- recording ---------------------------------------------------------------------------
 

@@ -9,12 +9,12 @@ from automation_shared.settings import Settings
 from automation_shared.system import clock_of
 from fastapi import FastAPI
 
-from executor import SCHEMA, api, handlers
+from executor import SCHEMA, api, credentials_api, handlers
 from executor.driver import RunDriver
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The executor app: run starter consumer, run driver, runs API, health and metrics."""
+    """The executor app: run starter consumer, run driver, runs and credentials API, health and metrics."""
     settings = settings or Settings(service_name="executor")
     # one clock for runs, delays, retries and the relay: real time, or on a test stack one that
     # runs faster (AUTOMATION_CLOCK_RATE), so a 1-minute delay is a real, durable wait of a second
@@ -28,5 +28,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime,
         title="executor",
         description="Runs action chains of detected triggers: retries, idempotent side effects, run history.",
-        routers=[api.create_router(runtime, wake=driver.wake, clock=clock)],
+        routers=[api.create_router(runtime, wake=driver.wake, clock=clock),
+                 credentials_api.create_router(runtime, clock=clock)],
     )

@@ -5,6 +5,9 @@
 * ``step_attempts`` — the per-step log: one row per attempt (also dry runs).
 * ``effects`` — delivered side effects by idempotency key (``run_id:step_id``, the same for
   every attempt); a step whose key is found here is never delivered again.
+* ``credentials`` — tenants' stored named credentials (``0007_credentials.py``): the value in
+  plain text — no encryption library is installed — so read access to this table is access to
+  every tenant's secrets; the API never returns a value.
 """
 
 from __future__ import annotations
@@ -84,4 +87,15 @@ effects = sa.Table(
     sa.Column("retryable", sa.Boolean, nullable=False),
     sa.Column("duration_ms", sa.Integer, nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+credentials = sa.Table(
+    "credentials",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.Text, nullable=False),
 )

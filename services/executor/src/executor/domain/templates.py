@@ -30,7 +30,9 @@ Variables (see :func:`variables`): every key of the context as is (the event's d
 ``event``, ``subject``, ``time``, ``metrics``, ``trigger``, ``steps``, …), plus ``event.data``
 (the event's data keys) and ``event.<key>`` for a data key — the reading rule conditions use
 (``automation_shared.contracts.context``) — and ``trigger.date``, ``trigger.iso``,
-``trigger.hour``, ``trigger.weekday`` from the trigger-time ``time.*``. Step ids contain ``-``,
+``trigger.hour``, ``trigger.weekday`` from the trigger-time ``time.*``; webhook and notification
+steps also see ``run.*`` and ``credentials.NAME`` (the tenant's stored credentials the step names:
+:func:`names_read_under` finds them, ``domain.actions.credentials`` explains). Step ids contain ``-``,
 which Jinja reads as a minus: write ``steps["step-1"].status_code``; the plain placeholder
 ``{{ steps.step-1.status_code }}`` of earlier rules is read that way too.
 
@@ -66,8 +68,10 @@ DEFAULT_BUDGET_BYTES: Final = 256 * 1024
 DEFAULT_TIME_BUDGET_SECONDS: Final = 0.25
 """Wall-clock time one :func:`render` call may take: it runs on the event loop, so it must be short."""
 
-DATA_RESERVED: Final = frozenset({"event", "subject", "time", "metrics", "trigger", "schedule", "steps", "run"})
-"""Top-level context keys that are not the triggering event's data (``event.data`` leaves them out)."""
+DATA_RESERVED: Final = frozenset({"event", "subject", "time", "metrics", "trigger", "schedule", "steps", "run",
+                                  "credentials"})
+"""Top-level context keys that are not the triggering event's data (``event.data`` leaves them out:
+``{{ event }}`` must never carry the ``credentials`` an action's context holds)."""
 
 _MARKUP = ("{{", "{%", "{#")
 
@@ -137,6 +141,49 @@ def check_template(template: str) -> None:
     """
     if _has_markup(template):
         _compile(template)
+
+
+def names_read_under(template: str, root: str) -> frozenset[str]:
+    """The names ``template`` reads under the variable ``root`` by a literal name:
+    ``{{ credentials.crm_token }}`` and ``{{ credentials["crm_token"] }}`` read ``crm_token``.
+
+    What a caller must load into the context before rendering (stored credentials) has to be
+    known from the template alone, so any other use of ``root`` — ``{{ credentials }}``,
+    ``credentials[name]``, a loop over it, passing it to a filter — is refused rather than
+    guessed at. Cheap for templates that do not mention ``root`` at all (nothing is parsed).
+
+    Raises:
+        InvalidTemplate: the template is malformed, or reads ``root`` other than by a literal name.
+    """
+    if root not in template or not _has_markup(template):
+        return frozenset()
+    if len(template) <= _CACHED_SOURCE_CHARS:  # a rule's steps run again and again: parse each template once
+        return _names_read_under_cached(template, root)
+    return _names_read_under_now(template, root)
+
+
+@functools.lru_cache(maxsize=1024)
+def _names_read_under_cached(template: str, root: str) -> frozenset[str]:
+    return _names_read_under_now(template, root)
+
+
+def _names_read_under_now(template: str, root: str) -> frozenset[str]:
+    try:
+        tree = _engine().parse(_DOTTED_PATH.sub(_bracketed, template))
+    except TemplateSyntaxError as exc:
+        raise InvalidTemplate(f"template {_shorten(template)!r} is malformed: {exc.message} (line {exc.lineno})") \
+            from None
+
+    def is_root(node: nodes.Expr) -> bool:
+        return isinstance(node, nodes.Name) and node.name == root and node.ctx == "load"
+
+    read: list[str] = [node.attr for node in tree.find_all(nodes.Getattr) if is_root(node.node)]
+    read += [node.arg.value for node in tree.find_all(nodes.Getitem)
+             if is_root(node.node) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str)]
+    if sum(1 for name in tree.find_all(nodes.Name) if is_root(name)) > len(read):  # a use that is not a read by name
+        raise InvalidTemplate(f"template {_shorten(template)!r} reads '{root}' other than by a literal name: "
+                              f"write '{{{{ {root}.NAME }}}}'")
+    return frozenset(read)
 
 
 def variables(context: Mapping[str, Any]) -> dict[str, Any]:

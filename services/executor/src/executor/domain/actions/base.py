@@ -51,6 +51,11 @@ class ActionCall:
     """Deliveries an earlier attempt of this step already made (its failed result's ``delivered``
     list), skipped on this attempt so a notification retried for one channel does not repeat the
     others. Optional: without it a retry sends every delivery again."""
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The tenant's stored credentials this step's templates name (``{{ credentials.NAME }}``),
+    loaded by the driver for this attempt only (placeholders in test mode); never part of the
+    run's state, and every value is redacted from the outcome
+    (``domain.actions.credentials``). Not in ``repr``: a logged call must not carry them."""
 
 
 def action_call(state: RunState, pending: PendingStep, *, now: datetime) -> ActionCall:
@@ -70,6 +75,16 @@ def action_call(state: RunState, pending: PendingStep, *, now: datetime) -> Acti
 
 class ActionRefused(ValueError):
     """The step cannot be performed as configured (never worth retrying); the message says why."""
+
+
+class MissingCredential(ActionRefused):
+    """A step names a stored credential (``{{ credentials.NAME }}``) its tenant has not stored:
+    not worth retrying until an admin stores it (``domain.actions.credentials``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"credential {name!r} is not defined for this tenant (an admin stores it with "
+                         f"PUT /api/v1/credentials/{name})")
+        self.name = name
 
 
 def completed(result: Mapping[str, Any], *, duration_ms: int) -> StepOutcome:
@@ -96,10 +111,11 @@ def clean_text(text: str, limit: int) -> str:
 
 
 def template_context(call: ActionCall) -> dict[str, Any]:
-    """What templates of ``call``'s step see: the context plus ``run.*`` (unless the context has a ``run``)."""
+    """What templates of ``call``'s step see: the context plus ``run.*`` (unless the context has a
+    ``run``) and ``credentials.*`` (always the stored ones: a trigger's data cannot stand in for them)."""
     run = {"id": call.run_id, "automation_id": call.automation_id, "automation_version": call.automation_version,
            "step_id": call.step_id, "attempt": call.attempt, "test_mode": call.test_mode}
-    return {"run": run, **call.context}
+    return {"run": run, **call.context, "credentials": dict(call.credentials)}
 
 
 _SECRET_WORDS: Final = ("auth", "token", "secret", "password", "passwd", "key", "signature", "cookie", "session",
