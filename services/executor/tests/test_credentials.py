@@ -24,15 +24,20 @@ from aiohttp import web
 from automation_shared.contracts.events import StepStatus, TriggerDetected, TriggerKind
 from automation_shared.contracts.registry import build, decode
 from automation_shared.contracts.rules import RetryPolicy, SendNotificationAction, WebhookAction
+from automation_shared.settings import InsecureSettings
+from cryptography.fernet import Fernet
+from executor import credentials_api
 from executor import driver as driver_module
 from executor.actions import Actions
+from executor.adapters.credential_cipher import DEV_CREDENTIALS_KEY, CredentialCipher
 from executor.adapters.http import new_client
 from executor.domain.actions import credentials
-from executor.domain.actions.base import REDACTED, ActionCall, ActionRefused, MissingCredential
+from executor.domain.actions.base import REDACTED, ActionCall, ActionRefused, MissingCredential, UnreadableCredential
 from executor.domain.actions.webhook import build_webhook_request
 from executor.domain.runs import RunState, StepOutcome, next_step, start_run
 from executor.domain.templates import InvalidTemplate
 from executor.driver import ClaimedStep, RunDriver
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
@@ -256,6 +261,8 @@ def run_of(step: WebhookAction, *, test_mode: bool = False) -> RunState:
 class Recorder:
     """Stands in for the registry: records the calls it is handed."""
 
+    cipher = CredentialCipher([Fernet.generate_key().decode()])
+
     def __init__(self) -> None:
         self.calls: list[ActionCall] = []
 
@@ -275,7 +282,9 @@ def store(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The tenant's stored credentials as the driver reads them, and the names it asked for."""
     state: dict[str, Any] = {"stored": {}, "asked": [], "fail": None}
 
-    async def load(_conn: Any, tenant_id: str, names: Any, *, with_values: bool = True) -> dict[str, str]:
+    async def load(_conn: Any, tenant_id: str, names: Any, *, cipher: Any,
+                   with_values: bool = True) -> dict[str, str]:
+        assert cipher is Recorder.cipher  # the registry's: the driver decrypts with the key it was started with
         state["asked"].append((tenant_id, set(names), with_values))
         if state["fail"] is not None:
             raise state["fail"]
@@ -351,3 +360,79 @@ async def test_an_unreadable_store_fails_the_attempt_retryably_and_a_bad_referen
     assert unreadable.error == "the tenant's credentials could not be read (ConnectionError)"
     assert (dynamic.status, dynamic.retryable) == (StepStatus.FAILED, False)
     assert "other than by a literal name" in (dynamic.error or "") and client.calls == []
+
+
+async def test_a_credential_no_key_decrypts_fails_the_step_for_good_naming_it(store: dict[str, Any]) -> None:
+    store["fail"] = UnreadableCredential("crm_token", "no key of AUTOMATION_CREDENTIALS_KEY decrypts it")
+    client = Recorder()
+
+    outcome = await perform(run_of(hook(headers={"X-Crm": "{{ credentials.crm_token }}"})), client)
+
+    assert (outcome.status, outcome.retryable) == (StepStatus.FAILED, False)
+    assert outcome.error is not None and outcome.error.startswith("credential 'crm_token' could not be decrypted")
+    assert "AUTOMATION_CREDENTIALS_KEY" in outcome.error and client.calls == []
+
+
+# -- encryption at rest (pure) -------------------------------------------------------------------
+
+
+def key() -> str:
+    return Fernet.generate_key().decode()
+
+
+def test_a_sealed_value_opens_for_its_tenant_and_name_only_and_never_shows_in_the_token() -> None:
+    cipher = CredentialCipher([key()])
+
+    token = cipher.seal("tenant-a", "crm_token", SECRET)
+
+    assert SECRET not in token and "crm_token" not in token and "tenant-a" not in token and token.isascii()
+    assert cipher.open("tenant-a", "crm_token", token) == SECRET
+    assert cipher.seal("tenant-a", "crm_token", SECRET) != token  # a fresh IV each time
+    for tenant, name in (("tenant-b", "crm_token"), ("tenant-a", "erp_token")):  # a row copied elsewhere
+        with pytest.raises(UnreadableCredential, match="sealed for another tenant or name") as refused:
+            cipher.open(tenant, name, token)
+        assert SECRET not in str(refused.value) and refused.value.name == name
+
+
+def test_rotation_the_first_key_encrypts_and_every_key_decrypts() -> None:
+    old, new = key(), key()
+    stored_before = CredentialCipher([old]).seal("tenant-a", "crm_token", TOKEN)
+    rotated = CredentialCipher([new, old])
+
+    assert rotated.open("tenant-a", "crm_token", stored_before) == TOKEN  # the old key, now second, still decrypts
+    stored_after = rotated.seal("tenant-a", "crm_token", TOKEN)  # a store after rotation uses the new key
+    assert CredentialCipher([new]).open("tenant-a", "crm_token", stored_after) == TOKEN
+    with pytest.raises(UnreadableCredential, match="no key of AUTOMATION_CREDENTIALS_KEY decrypts it"):
+        CredentialCipher([new]).open("tenant-a", "crm_token", stored_before)  # the old key dropped too early
+    with pytest.raises(UnreadableCredential, match="crm_token"):
+        rotated.open("tenant-a", "crm_token", "not-a-token")
+
+
+def test_the_key_setting_is_a_comma_list_and_a_malformed_one_is_refused_naming_the_variable() -> None:
+    old, new = key(), key()
+    token = CredentialCipher([old]).seal("t", "n", "v")
+    from_setting = CredentialCipher.from_settings(SimpleNamespace(dev_mode=False,
+                                                                  credentials_key=SecretStr(f" {new} , {old} ")))
+    assert from_setting.open("t", "n", token) == "v"
+    for malformed in ("not-a-fernet-key", f"{new},short", ","):
+        with pytest.raises(ValueError, match="AUTOMATION_CREDENTIALS_KEY") as refused:
+            CredentialCipher.from_settings(SimpleNamespace(dev_mode=True, credentials_key=SecretStr(malformed)))
+        assert new not in str(refused.value)
+
+
+def test_the_development_key_is_refused_outside_dev_mode_when_the_executor_starts() -> None:
+    for setting in (None, SecretStr(DEV_CREDENTIALS_KEY), SecretStr(f"{key()},{DEV_CREDENTIALS_KEY}")):
+        with pytest.raises(InsecureSettings, match="AUTOMATION_CREDENTIALS_KEY"):
+            CredentialCipher.from_settings(SimpleNamespace(dev_mode=False, credentials_key=setting))
+    with pytest.raises(InsecureSettings, match="AUTOMATION_CREDENTIALS_KEY"):  # the routes are built at startup
+        credentials_api.create_router(SimpleNamespace(settings=SimpleNamespace(dev_mode=False)))  # type: ignore[arg-type]
+    dev = CredentialCipher.from_settings(SimpleNamespace(dev_mode=True, credentials_key=None))
+    assert dev.open("t", "n", dev.seal("t", "n", "v")) == "v"
+
+
+async def test_the_registry_refuses_the_development_credentials_key_outside_dev_mode() -> None:
+    production = SimpleNamespace(**{**vars(settings()), "dev_mode": False})
+    async with new_client(production) as session:
+        with pytest.raises(InsecureSettings, match="AUTOMATION_CREDENTIALS_KEY"):
+            Actions(production, http=session)
+        Actions(SimpleNamespace(**vars(production), credentials_key=SecretStr(key())), http=session)

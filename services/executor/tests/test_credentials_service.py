@@ -19,7 +19,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 from aiohttp import web
 from automation_shared.testing import bearer
-from executor.adapters.tables import effects, runs, step_attempts
+from executor.adapters.tables import credentials, effects, runs, step_attempts
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +63,14 @@ async def stored_rows(executor: Any, run_id: str) -> str:
         found = [dict(row) for table in (runs, step_attempts, effects)
                  for row in (await conn.execute(sa.select(table).where(table.c.run_id == run_id))).mappings()]
     return json.dumps(found, default=str, ensure_ascii=False)
+
+
+async def credential_row(executor: Any, tenant: str, name: str) -> dict[str, Any]:
+    """The credential's row in Postgres, read directly."""
+    async with executor.db.connect() as conn:
+        row = (await conn.execute(sa.select(credentials).where(credentials.c.tenant_id == tenant,
+                                                               credentials.c.name == name))).mappings().one()
+    return dict(row)
 
 
 async def test_credentials_are_stored_by_admins_listed_by_name_and_their_values_never_shown(executor: Any) -> None:
@@ -129,6 +137,8 @@ async def test_the_credentials_api_documents_its_answers(executor: Any) -> None:
 async def test_a_run_sends_the_stored_value_and_records_and_publishes_it_nowhere(executor: Any, echo: str) -> None:
     tenant, secret = unique("tenant-cred"), a_secret()
     await store(executor, tenant, "crm_token", secret)
+    row = await credential_row(executor, tenant, "crm_token")
+    assert secret not in json.dumps(row, default=str) and row["value_encrypted"].startswith("gAAAAA")  # a Fernet token
     path = unique("with-credential")
     envelope = executor.trigger(
         tenant,
@@ -220,3 +230,24 @@ async def test_a_deleted_credential_fails_the_next_run_for_good_with_a_clear_err
     assert (attempt["status"], attempt["retryable"], attempt["attempt"]) == ("failed", False, 1)
     assert attempt["error"].startswith("credential 'crm_token' is not defined for this tenant")
     assert len(executor.receiver.received(path)) == 1  # only the run before the delete sent anything
+
+
+async def test_a_stored_row_copied_to_another_tenant_does_not_decrypt_there(executor: Any) -> None:
+    owner, other, secret = unique("tenant-cred"), unique("tenant-other"), a_secret()
+    await store(executor, owner, "crm_token", secret)
+    copied = {**await credential_row(executor, owner, "crm_token"), "tenant_id": other}
+    async with executor.db.begin() as conn:  # what someone with write access to the table could do
+        await conn.execute(credentials.insert().values(**copied))
+    path = unique("copied")
+    envelope = executor.trigger(other, executor.hook(executor.receiver.url_for(path), "crm",
+                                                     headers={"Authorization": "{{ credentials.crm_token }}"}))
+    run_id = envelope.data["run_id"]
+
+    await executor.publish(envelope)
+
+    finished = await executor.finished(run_id)
+    assert finished["status"] == "failed"
+    [attempt] = [e["data"] for e in await executor.events(run_id) if e["type"] == "action.completed"]
+    assert (attempt["status"], attempt["retryable"]) == ("failed", False)
+    assert attempt["error"].startswith("credential 'crm_token' could not be decrypted (it was sealed for another")
+    assert secret not in json.dumps(attempt, ensure_ascii=False) and executor.receiver.received(path) == []

@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     webhook_signing_key: SecretStr | None = Field(
         None, description="Master key the per-tenant webhook signing secrets are derived from (HMAC of the tenant "
                           "id; at least 32 bytes). Unset: the development key, refused outside dev mode.")
+    credentials_key: SecretStr | None = Field(
+        None, description="Comma list of Fernet keys stored credentials are encrypted with at rest: the first "
+                          "encrypts, every one decrypts (rotate by prepending a new key). Unset: the development "
+                          "key, refused outside dev mode.")
     egress_allow: str = Field(
         "", max_length=10_000,
         description="Comma list of hosts (`*.example.com`), addresses and CIDRs the SSRF guard lets webhooks and "

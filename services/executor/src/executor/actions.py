@@ -11,14 +11,14 @@ step's recorded failure, so a run never stays leased and re-sent forever because
 raised (issue #8). Cancellation still propagates: it is the driver's, not the step's.
 
 Stored credentials a step names (``{{ credentials.NAME }}``) arrive loaded in
-``ActionCall.credentials`` (the driver reads them); :meth:`Actions.perform` redacts their values
-from every outcome, so no adapter has to remember to.
+``ActionCall.credentials`` (the driver reads them, decrypting with :attr:`Actions.cipher`);
+:meth:`Actions.perform` redacts their values from every outcome, so no adapter has to remember to.
 
 Settings read (``getattr`` with the defaults below, until ``automation_shared.settings`` declares
 them): ``webhook_signing_key``, ``egress_allow`` (through the HTTP client), ``smtp_host``,
 ``smtp_port``, ``smtp_security``, ``smtp_username``, ``smtp_password``, ``smtp_timeout_seconds``,
 ``notify_sender``, ``notify_timeout_seconds``, ``slack_webhook_url``, ``sms_provider_url``,
-``push_provider_url``, ``notify_provider_token``, ``dev_mode``.
+``push_provider_url``, ``notify_provider_token``, ``credentials_key``, ``dev_mode``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from automation_shared.egress import EgressRefused
 from automation_shared.logging import get_logger
 from automation_shared.settings import InsecureSettings, Settings
 
+from executor.adapters.credential_cipher import CredentialCipher
 from executor.adapters.http import guard_of
 from executor.adapters.notify import NotificationAdapter
 from executor.adapters.smtp import SmtpServer
@@ -106,7 +107,8 @@ class Actions:
 
         Raises:
             TypeError: ``http`` is not a guarded client.
-            InsecureSettings: the webhook signing key is the development key outside ``dev_mode``.
+            InsecureSettings: the webhook signing key or the credentials key is the development
+                key outside ``dev_mode``.
             ValueError: a setting is malformed.
         """
         policy = guard_of(http)
@@ -122,6 +124,8 @@ class Actions:
                 sender=str(getattr(settings, "notify_sender", None) or DEFAULT_SENDER), providers=providers,
                 timeout_seconds=timeout),
         }
+        self.cipher = CredentialCipher.from_settings(settings)
+        """Decrypts the stored credentials a step names (``AUTOMATION_CREDENTIALS_KEY``)."""
 
     @staticmethod
     def performs(action_type: str) -> bool:

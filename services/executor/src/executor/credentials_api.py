@@ -6,7 +6,8 @@ events that carry them and run records hold the name, never the secret. These ro
 list and delete them; **no route returns a value** — not the list, not the answer to a store.
 Storing and deleting is for admins; managers (who write rules that use them) see the names.
 The tenant always comes from the bearer token: another tenant's credential answers 404 on
-delete, like one that does not exist, and never appears in a list.
+delete, like one that does not exist, and never appears in a list. A stored value is encrypted
+under ``AUTOMATION_CREDENTIALS_KEY`` (``adapters.credential_cipher``) before it reaches the table.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from executor.adapters import credentials as store
+from executor.adapters.credential_cipher import CredentialCipher
 from executor.domain.actions.credentials import MAX_PER_TENANT, MAX_VALUE_BYTES, NAME_PATTERN, value_problem
 
 log = get_logger(__name__)
@@ -115,7 +117,14 @@ def _shown(stored: store.StoredCredential) -> CredentialOut:
 
 
 def create_router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow) -> APIRouter:
-    """The ``/api/v1/credentials`` routes over ``runtime``'s database; ``clock`` is the service's clock."""
+    """The ``/api/v1/credentials`` routes over ``runtime``'s database; ``clock`` is the service's clock.
+
+    Raises:
+        InsecureSettings: ``AUTOMATION_CREDENTIALS_KEY`` is unset or the development key outside ``dev_mode``
+            (so the executor refuses to start, not its first store).
+        ValueError: ``AUTOMATION_CREDENTIALS_KEY`` is malformed.
+    """
+    cipher = CredentialCipher.from_settings(runtime.settings)
     router = APIRouter(prefix="/api/v1/credentials", tags=["credentials"], route_class=BoundedBodyRoute)
 
     @router.put("/{name}", response_model=CredentialOut,
@@ -135,8 +144,8 @@ def create_router(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow) -
                     and await store.count(conn, principal.tenant_id) >= MAX_PER_TENANT:
                 raise HTTPException(status.HTTP_409_CONFLICT, f"a tenant stores at most {MAX_PER_TENANT} "
                                                               "credentials: delete one first")
-            stored, created = await store.put(conn, principal.tenant_id, name, body.value, by=principal.user_id,
-                                              now=clock())
+            stored, created = await store.put(conn, principal.tenant_id, name, body.value, cipher=cipher,
+                                              by=principal.user_id, now=clock())
         log.info("credential_stored", tenant_id=principal.tenant_id, name=name, by=principal.user_id,
                  created=created)
         response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK

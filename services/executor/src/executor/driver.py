@@ -241,15 +241,17 @@ class RunDriver:
     async def _attempt(self, client: Actions, call: ActionCall) -> StepOutcome:
         """Perform ``call`` with the stored credentials its templates name (only those are read).
 
-        A template that names credentials unreadably, or a credential the tenant has not stored,
-        fails the step for good before anything is sent; a database that cannot be read fails
+        A template that names credentials unreadably, a credential the tenant has not stored, or
+        one no key of ``AUTOMATION_CREDENTIALS_KEY`` decrypts (or sealed for another tenant or
+        name) fails the step for good before anything is sent; a database that cannot be read fails
         the attempt retryably (the step's retry policy applies).
         """
         try:
             names = credentials.required(call.step)
             if names:
                 async with self._runtime.engine.connect() as conn:
-                    stored = await credential_store.load(conn, call.tenant_id, names, with_values=not call.test_mode)
+                    stored = await credential_store.load(conn, call.tenant_id, names, cipher=client.cipher,
+                                                        with_values=not call.test_mode)
                 call = replace(call, credentials=credentials.for_attempt(names, stored, test_mode=call.test_mode))
         except (ActionRefused, TemplateError) as exc:
             return failed(str(exc), retryable=False)

@@ -5,9 +5,10 @@
 * ``step_attempts`` — the per-step log: one row per attempt (also dry runs).
 * ``effects`` — delivered side effects by idempotency key (``run_id:step_id``, the same for
   every attempt); a step whose key is found here is never delivered again.
-* ``credentials`` — tenants' stored named credentials (``0007_credentials.py``): the value in
-  plain text — no encryption library is installed — so read access to this table is access to
-  every tenant's secrets; the API never returns a value.
+* ``credentials`` — tenants' stored named credentials (``0007_credentials.py``,
+  ``0008_encrypted_credentials.py``): the value as a Fernet token under
+  ``AUTOMATION_CREDENTIALS_KEY``, bound to its tenant and name
+  (``executor.adapters.credential_cipher``); the API never returns a value.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ credentials = sa.Table(
     metadata,
     sa.Column("tenant_id", sa.Text, primary_key=True),
     sa.Column("name", sa.Text, primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("value_encrypted", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_by", sa.Text, nullable=False),

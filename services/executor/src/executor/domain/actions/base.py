@@ -87,6 +87,19 @@ class MissingCredential(ActionRefused):
         self.name = name
 
 
+class UnreadableCredential(ActionRefused):
+    """A stored credential no key of ``AUTOMATION_CREDENTIALS_KEY`` decrypts, or whose sealed
+    tenant and name are not the row's (copied from elsewhere): not worth retrying until an
+    operator restores the key or an admin stores the value again. Never carries the value."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"credential {name!r} could not be decrypted ({reason}): an admin stores it again with "
+                         f"PUT /api/v1/credentials/{name}, or the operator restores the key it was stored under "
+                         "to AUTOMATION_CREDENTIALS_KEY")
+        self.name = name
+        self.reason = reason
+
+
 def completed(result: Mapping[str, Any], *, duration_ms: int) -> StepOutcome:
     """The step's effect happened."""
     return StepOutcome(StepStatus.COMPLETED, duration_ms=duration_ms, result=dict(result))

@@ -1,9 +1,7 @@
 """Stored named credentials: one row per tenant and name, read by steps as ``{{ credentials.NAME }}``.
 
-The value is stored as given, not encrypted: the executor has no encryption library to use
-(``cryptography`` is not a dependency), and a key derived from the webhook signing key is not
-a substitute. Whoever can read this table (or a backup of the schema) can read every tenant's
-credentials; the API never returns a value.
+As first shipped the value was stored as given; revision 0008 replaces it with a Fernet token
+(``AUTOMATION_CREDENTIALS_KEY``). The API never returns a value.
 
 Revision ID: 0007
 Revises: 0006
