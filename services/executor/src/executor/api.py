@@ -6,13 +6,13 @@ a run that does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from automation_shared.auth import CurrentPrincipal, Principal, Role, require_roles
-from automation_shared.delivery import append_outbox
+from automation_shared.delivery import Outgoing, append_outbox
 from automation_shared.openapi import MAX_PAGE_OFFSET
 from automation_shared.service import Runtime
 from automation_shared.system import new_uuid, utcnow
@@ -171,44 +171,42 @@ def create_router(runtime: Runtime, *, wake: Callable[[], None] = lambda: None,
             log = list(await repository.step_log(conn, run_id))
         return run_detail(state, log)
 
+    Decide = Callable[..., tuple[RunState, list[Outgoing]]]
+    Save = Callable[..., Awaitable[bool]]
+
+    async def change(run_id: str, principal: Principal, decide: Decide, save: Save) -> RunDetail:
+        """Load the caller's run locked, let ``decide`` change it (409 when it may not), store it
+        with its events in one transaction, and answer its detail."""
+        async with runtime.unit_of_work() as conn:
+            state = await repository.load_run(conn, run_id, tenant_id=principal.tenant_id, for_update=True)
+            if state is None:
+                raise not_found
+            now = clock()
+            try:
+                changed, events = decide(state, by=principal.user_id, now=now, new_id=new_uuid)
+            except RunNotRunning as exc:
+                raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+            await save(conn, changed, expected_sequence=state.sequence)
+            await repository.record_steps(conn, events, at=now)
+            await append_outbox(conn, events)
+            log = list(await repository.step_log(conn, run_id))
+        observe_run(runtime.settings.service_name, changed)
+        return run_detail(changed, log)
+
     @router.post("/{run_id}/cancel", response_model=RunDetail)
     async def cancel(
         run_id: str, principal: Annotated[Principal, Depends(require_roles(Role.MANAGER))]
     ) -> RunDetail:
         """Cancel a running run: no further step runs and ``run.finished`` says cancelled."""
-        async with runtime.unit_of_work() as conn:
-            state = await repository.load_run(conn, run_id, tenant_id=principal.tenant_id, for_update=True)
-            if state is None:
-                raise not_found
-            try:
-                cancelled, events = cancel_run(state, by=principal.user_id, now=clock(), new_id=new_uuid)
-            except RunNotRunning as exc:
-                raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-            await repository.save_run(conn, cancelled, expected_sequence=state.sequence)
-            await repository.record_steps(conn, events, at=clock())
-            await append_outbox(conn, events)
-            log = list(await repository.step_log(conn, run_id))
-        observe_run(runtime.settings.service_name, cancelled)
-        return run_detail(cancelled, log)
+        return await change(run_id, principal, cancel_run, repository.save_run)
 
     @router.post("/{run_id}/retry", response_model=RunDetail)
     async def retry(
         run_id: str, principal: Annotated[Principal, Depends(require_roles(Role.MANAGER))]
     ) -> RunDetail:
         """Run a failed run again from the step it failed at (completed steps are not repeated)."""
-        async with runtime.unit_of_work() as conn:
-            state = await repository.load_run(conn, run_id, tenant_id=principal.tenant_id, for_update=True)
-            if state is None:
-                raise not_found
-            try:
-                retried, events = retry_failed(state, by=principal.user_id, now=clock(), new_id=new_uuid)
-            except RunNotRunning as exc:
-                raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-            await repository.revive_run(conn, retried, expected_sequence=state.sequence)
-            await append_outbox(conn, events)
-            log = list(await repository.step_log(conn, run_id))
+        detail = await change(run_id, principal, retry_failed, repository.revive_run)
         wake()
-        observe_run(runtime.settings.service_name, retried)
-        return run_detail(retried, log)
+        return detail
 
     return router
