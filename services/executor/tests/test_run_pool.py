@@ -263,3 +263,67 @@ async def test_a_group_recording_keeps_the_others_progress_when_one_run_was_canc
     assert sorted(kinds) == sorted((run_id, "action.completed") for run_id in others)
     assert logged == set(others)
     assert kept_effects == {s.run_id for s in states}  # the cancelled run keeps its effect: never re-sent
+
+
+class ClaimlessDriver(RunDriver):
+    """A driver whose claimer never leases anything: only runs handed over at creation move."""
+
+    async def claim_steps(self, *, limit: int | None = None) -> list[Any]:
+        return []
+
+
+async def create_offered(runtime: Runtime, driver: RunDriver, states: list[RunState]) -> set[str]:
+    """What the run starter does: create the runs through the driver, hand them over after the commit;
+    returns the ids of the runs created leased to the driver."""
+    async with runtime.engine.begin() as conn:
+        created, hand_over = await driver.create_runs(conn, states, now=T0)
+        rows = await conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id.in_(created),
+                                                                 runs.c.lease_until.is_not(None)))
+        leased = set(rows.scalars())
+    hand_over()
+    return leased
+
+
+async def test_new_runs_offered_at_creation_are_performed_without_a_claim(
+    runtime: Runtime, receiver: CountingReceiver
+) -> None:
+    driver = ClaimlessDriver(runtime, clock=lambda: T0, pool_size=4, tenant_slots=3, lease=LEASE)
+    first = [new_run("tenant-a", receiver.url_for("/a1"), receiver.url_for("/a2")) for _ in range(5)]
+    other = [new_run("tenant-b", receiver.url_for("/b1"), receiver.url_for("/b2")) for _ in range(2)]
+    async with driving(driver):
+        await wait_until(lambda: asyncio.sleep(0, driver.driving), what="the driver loop")
+        leases = await create_offered(runtime, driver, first + other)
+        # the pool holds 4, a tenant 3: three of tenant-a and one of tenant-b, leased at creation
+        assert Counter(state.tenant_id for state in first + other if state.run_id in leases) == {
+            "tenant-a": 3, "tenant-b": 1}
+        taken = [state for state in first + other if state.run_id in leases]
+        await wait_until(all_in(runtime, taken, "succeeded"), what="the handed-over runs to finish")
+    # both steps of each handed-over run were sent once (step 2 went on from the recording)
+    assert len(receiver.requests) == 2 * len(taken)
+    assert len({request.headers["webhook-id"] for request in receiver.requests}) == 2 * len(taken)
+    left = [state for state in first + other if state.run_id not in leases]
+    async with runtime.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(runs.c.status, runs.c.lease_until, runs.c.claims)
+                                   .where(runs.c.run_id.in_([state.run_id for state in left])))).all()
+    # the others were created unleased, for any claimer to take
+    assert [tuple(row) for row in rows] == [("running", None, 0)] * len(left)
+
+
+async def test_an_offer_is_withdrawn_when_its_run_existed_and_lapses_when_never_adopted(runtime: Runtime) -> None:
+    driver = ClaimlessDriver(runtime, clock=lambda: T0, pool_size=2, tenant_slots=2, lease=timedelta(seconds=0.5))
+    existing = await stored(runtime, new_run("t", "http://127.0.0.1:9/x"))
+    async with driving(driver):
+        await wait_until(lambda: asyncio.sleep(0, driver.driving), what="the driver loop")
+        # a redelivered trigger: its run exists, so nothing is created and the slot comes back at once
+        assert await create_offered(runtime, driver, existing) == set()
+        assert len(driver.offer([new_run("t", "http://127.0.0.1:9/y") for _ in range(2)], now=T0)) == 2
+        # those two were never adopted (their transaction "rolled back"): the pool is full until
+        # their leases would have expired, then free again
+        assert driver.offer([new_run("t", "http://127.0.0.1:9/z")], now=T0) == {}
+        await asyncio.sleep(0.6)
+        assert len(driver.offer([new_run("t", "http://127.0.0.1:9/z")], now=T0)) == 1
+
+
+async def test_no_run_is_offered_while_the_driver_loop_is_not_running(runtime: Runtime) -> None:
+    driver = RunDriver(runtime, clock=lambda: T0)
+    assert driver.offer([new_run("t", "http://127.0.0.1:9/x")], now=T0) == {}

@@ -10,7 +10,14 @@ from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import TriggerKind
 from automation_shared.contracts.rules import WebhookAction
 from executor.domain.runs import Phase, RunState, next_step
-from executor.domain.scheduling import InvalidPoolLimits, PoolLimits, continuation_lease, lease_for, plan_claim
+from executor.domain.scheduling import (
+    InvalidPoolLimits,
+    PoolLimits,
+    continuation_lease,
+    lease_for,
+    plan_claim,
+    take_offered,
+)
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
@@ -56,3 +63,17 @@ def test_a_run_goes_on_without_a_claim_only_when_its_next_step_is_due_now() -> N
     later = run(10, 10, step_index=1, due=T0 + timedelta(seconds=1))  # a retry waiting for its backoff
     assert continuation_lease(later, now=T0, lease=LEASE) is None
     assert continuation_lease(replace(run(10), status=Phase.SUCCEEDED), now=T0, lease=LEASE) is None
+
+
+def test_new_runs_are_taken_at_creation_within_the_free_slots_and_only_when_due_now() -> None:
+    def new(run_id: str, tenant: str, *, due: datetime | None = T0, status: Phase = Phase.RUNNING) -> RunState:
+        return replace(run(10), run_id=run_id, tenant_id=tenant, next_due_at=due, status=status)
+
+    plan = plan_claim(["a"], PoolLimits(pool_size=4, tenant_slots=2))
+    assert plan is not None
+    states = [new("a1", "a"), new("a2", "a"), new("b1", "b"), new("b2", "b", due=T0 + timedelta(minutes=1)),
+              new("b3", "b", status=Phase.AWAITING_APPROVAL), new("b4", "b"), new("c1", "c")]
+    # tenant a has one slot left; b2 waits for a delay and b3 for an approval; the pool has 3 free
+    assert take_offered(states, plan, now=T0, lease=LEASE) == {"a1": T0 + LEASE, "b1": T0 + LEASE, "b4": T0 + LEASE}
+    slow = replace(run(50), run_id="s1", tenant_id="c")
+    assert take_offered([slow], plan, now=T0, lease=LEASE) == {"s1": T0 + timedelta(seconds=65)}

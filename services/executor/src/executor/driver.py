@@ -27,14 +27,26 @@ their steps with the same ``webhook-id`` (the step's key, the same for every att
 receivers use to drop the duplicate.
 The claimer wakes when a run starts (``wake``) or a slot frees, and otherwise polls, so retries
 come due on time.
+
+**New runs skip the claim.** A run whose first step is due at once is created already leased
+to this driver when the pool has room for it (:meth:`RunDriver.offer`, asked by the run starter
+inside its transaction, :meth:`RunDriver.create_runs`), and handed over after that transaction
+commits (:meth:`RunDriver.adopt`):
+step 2 starts without a claim transaction and without reading the run back. Profiled at 100–170
+runs/s, the claim was a third of the driver's transactions and the run's detour through its row
+(claim query, ``state_from_row``) a tenth of the executor's CPU. A promise whose transaction never
+commits (rolled back, process killed) lapses with its lease: the slot returns to the pool and
+another claimer resumes the run, as after any crash.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -46,6 +58,7 @@ from automation_shared.failures import is_transient
 from automation_shared.logging import get_logger
 from automation_shared.service import Runtime
 from automation_shared.system import new_uuid, utcnow
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from executor.actions import Actions
 from executor.adapters import credentials as credential_store
@@ -56,7 +69,7 @@ from executor.adapters.repository import Advance
 from executor.domain.actions import credentials
 from executor.domain.actions.base import ActionCall, ActionRefused, action_call, failed
 from executor.domain.runs import PendingStep, RunState, StepOutcome, apply_outcome, next_step
-from executor.domain.scheduling import PoolLimits, continuation_lease, lease_for, plan_claim
+from executor.domain.scheduling import PoolLimits, continuation_lease, lease_for, plan_claim, take_offered
 from executor.domain.templates import TemplateError
 
 log = get_logger(__name__)
@@ -124,7 +137,10 @@ class RunDriver:
         self._wake = asyncio.Event()
         self._in_flight: dict[str, str] = {}
         """Run id → tenant of every run leased by this process and not yet recorded."""
+        self._promised: dict[str, tuple[str, float]] = {}
+        """Run id → (tenant, monotonic deadline) of runs offered to a starting transaction, not yet adopted."""
         self._outcomes: asyncio.Queue[PerformedStep] = asyncio.Queue()
+        self._running: tuple[Actions, asyncio.TaskGroup] | None = None
 
     def wake(self) -> None:
         """Look for due runs now (called after a transaction that made a run due commits)."""
@@ -138,9 +154,75 @@ class RunDriver:
     async def run(self) -> None:
         """Drive runs forever: one claimer, one recorder and a task per step in flight."""
         async with self.actions() as client, asyncio.TaskGroup() as group:
-            group.create_task(self._record_forever(client, group), name="run-recorder")
-            group.create_task(self._claim_forever(client, group), name="run-claimer")
-            group.create_task(self._count_forever(), name="run-counter")
+            self._running = (client, group)
+            try:
+                group.create_task(self._record_forever(client, group), name="run-recorder")
+                group.create_task(self._claim_forever(client, group), name="run-claimer")
+                group.create_task(self._count_forever(), name="run-counter")
+                await asyncio.Event().wait()
+            finally:
+                self._running = None
+
+    # -- new runs, handed over without a claim -----------------------------------------------
+
+    @property
+    def driving(self) -> bool:
+        """Whether the driver's loops run (only then does it take new runs straight from creation)."""
+        return self._running is not None
+
+    async def create_runs(
+        self, conn: AsyncConnection, states: Sequence[RunState], *, now: datetime
+    ) -> tuple[set[str], Callable[[], None]]:
+        """Create the runs in the caller's transaction (an existing id changes nothing); returns
+        the ids created, and what to call once that transaction committed.
+
+        The runs whose first step is due now, as many as the pool and each tenant have free
+        (counting earlier offers not yet taken over), are created leased to this driver, with
+        the effects already recorded under their steps' keys looked up; the returned call hands
+        them to the driver. While the driver loop is not running (tests and tools that drive runs
+        by hand) every run is created unleased, for a claim.
+        """
+        leases = self.offer(states, now=now)
+        created = await repository.insert_runs(conn, states, leases)
+        taken = [(state, pending) for state in states if state.run_id in leases and state.run_id in created
+                 if (pending := next_step(state)) is not None]
+        recorded = await repository.find_effects(
+            conn, [pending.idempotency_key for state, pending in taken if not state.test_mode])
+        steps = [ClaimedStep(state, pending, recorded.get(pending.idempotency_key)) for state, pending in taken]
+        return created, functools.partial(self.adopt, leases.keys(), steps)
+
+    def offer(self, states: Sequence[RunState], *, now: datetime) -> dict[str, datetime]:
+        """Which of these runs, about to be created, this driver takes over once created; run id →
+        the lease to create each with (see :meth:`create_runs`)."""
+        if self._running is None:
+            return {}
+        plan = plan_claim(self._busy_tenants(), self._limits)
+        if plan is None:
+            return {}
+        leases: dict[str, datetime] = take_offered(states, plan, now=now, lease=self._lease)
+        deadline = time.monotonic() + self._lease.total_seconds()
+        by_id = {state.run_id: state.tenant_id for state in states}
+        self._promised.update((run_id, (by_id[run_id], deadline)) for run_id in leases)
+        return leases
+
+    def adopt(self, offered: Collection[str], steps: Sequence[ClaimedStep]) -> None:
+        """Perform ``steps``, the first steps of runs just created leased to this driver; every
+        other offer of ``offered`` (a run that existed already) is withdrawn."""
+        running = self._running
+        promised = {run_id: self._promised.pop(run_id, None) for run_id in offered}
+        for step in steps:
+            if promised.get(step.state.run_id) is None or running is None:
+                continue  # lapsed, or the loop stopped: the run's lease expires and a claimer resumes it
+            client, group = running
+            self._in_flight[step.state.run_id] = step.state.tenant_id
+            group.create_task(self._perform_and_queue(client, step), name=f"run-step-{step.state.run_id}")
+
+    def _busy_tenants(self) -> list[str]:
+        """The tenant of every slot taken: runs in flight and offers not yet adopted (lapsed ones dropped)."""
+        now = time.monotonic()
+        for run_id in [run_id for run_id, (_tenant, deadline) in self._promised.items() if deadline <= now]:
+            del self._promised[run_id]
+        return [*self._in_flight.values(), *(tenant for tenant, _deadline in self._promised.values())]
 
     @contextlib.asynccontextmanager
     async def actions(self) -> AsyncIterator[Actions]:
@@ -185,7 +267,7 @@ class RunDriver:
 
         The claimed runs count as in flight until their outcome is recorded.
         """
-        plan = plan_claim(self._in_flight.values(), self._limits, limit=limit)
+        plan = plan_claim(self._busy_tenants(), self._limits, limit=limit)
         if plan is None:
             return []
         now = self._clock()

@@ -1,7 +1,8 @@
 """Kafka subscribers of the executor service: thin — load, decide (``domain.runs``), save, outbox.
 
 * ``run-starter`` (``trigger.detected``): create the run, announce it, walk its chain up to the
-  first performed step (or the approval it waits for).
+  first performed step (or the approval it waits for); a run due at once goes straight to this
+  process's driver, without a claim (``RunDriver.create_runs``).
 * ``approval-waiter`` (``approval.decided``): carry a run waiting for that decision on, or end it
   rejected/expired.
 * ``rule-watcher`` (``automation.rules``): a rule paused, failed, drafted or deleted cancels its
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Protocol
 
 from automation_shared import topics
 from automation_shared.contracts.events import ApprovalDecided, AutomationSnapshot, TriggerDetected
@@ -31,16 +33,29 @@ RULES = "rule-watcher"
 LIVE_STATUSES = frozenset({"deployed"})
 
 
-def register(runtime: Runtime, *, on_run_started: Callable[[], None],
-             clock: Callable[[], datetime] = utcnow) -> None:
-    """Subscribe the executor's handlers; ``on_run_started`` wakes the run driver; ``clock`` is the
-    service's clock (the one its driver schedules delays and retries by)."""
+class RunHandoff(Protocol):
+    """The run driver, as the handlers see it (``executor.driver.RunDriver``)."""
+
+    def wake(self) -> None:
+        """Look for due runs now."""
+
+    async def create_runs(
+        self, conn: AsyncConnection, states: Sequence[RunState], *, now: datetime
+    ) -> tuple[set[str], Callable[[], None]]:
+        """Create the runs; the ids created and the after-commit call that hands the due ones over."""
+
+
+def register(runtime: Runtime, *, driver: RunHandoff, clock: Callable[[], datetime] = utcnow) -> None:
+    """Subscribe the executor's handlers; ``driver`` performs the runs they make due; ``clock`` is
+    the service's clock (the one its driver schedules delays and retries by)."""
     service = runtime.settings.service_name
 
-    def after(created: Sequence[RunState]) -> AfterCommit:
+    def after(created: Sequence[RunState], hand_over: Callable[[], None] | None = None) -> AfterCommit:
         def done() -> None:
             runtime.relay.notify()
-            on_run_started()
+            if hand_over is not None:
+                hand_over()
+            driver.wake()
             for state in created:
                 observe_run(service, state)
         return done
@@ -58,7 +73,7 @@ def register(runtime: Runtime, *, on_run_started: Callable[[], None],
         """Create the run of each detected trigger (once per run id) and announce ``run.started``."""
         now = clock()
         started = [start_run(item.payload, item.envelope, now=now, new_id=new_uuid) for item in batch]
-        new_ids = await repository.insert_runs(conn, [state for state, _events in started])
+        new_ids, hand_over = await driver.create_runs(conn, [state for state, _events in started], now=now)
         created: list[RunState] = []
         announced: list[Outgoing] = []
         for state, events in started:
@@ -67,10 +82,10 @@ def register(runtime: Runtime, *, on_run_started: Callable[[], None],
                 announced.extend(events)
                 created.append(state)
         if not created:
-            return None
+            return hand_over  # withdraws what the driver offered for runs that existed already
         await repository.record_steps(conn, announced, at=now)
         await append_outbox(conn, announced)
-        return after(created)
+        return after(created, hand_over)
 
     async def decide_approvals(conn: AsyncConnection,
                                batch: Sequence[Consumed[ApprovalDecided]]) -> AfterCommit | None:

@@ -22,7 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = create_runtime(settings, SCHEMA, clock=clock)
     driver = RunDriver(runtime, lease=timedelta(seconds=settings.run_lease_seconds),
                        pool_size=settings.run_pool_size, tenant_slots=settings.run_tenant_slots, clock=clock)
-    handlers.register(runtime, on_run_started=driver.wake, clock=clock)
+    handlers.register(runtime, driver=driver, clock=clock)
     runtime.background.append(driver.run)
     return build_service(
         runtime,

@@ -9,7 +9,7 @@ that lost a race (the run was cancelled or advanced meanwhile) has its save reje
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -123,8 +123,12 @@ async def insert_run(conn: AsyncConnection, state: RunState) -> bool:
     return result.first() is not None
 
 
-async def insert_runs(conn: AsyncConnection, states: Sequence[RunState]) -> set[str]:
+async def insert_runs(conn: AsyncConnection, states: Sequence[RunState],
+                      leases: Mapping[str, datetime] | None = None) -> set[str]:
     """Create the runs; returns the ids created (existing ids change nothing).
+
+    A run in ``leases`` (run id → lease end) is created already claimed once by the driver that
+    will perform its first step (``RunDriver.offer``), so no other claimer takes it meanwhile.
 
     The rows go as executemany parameters of one cached statement, which SQLAlchemy sends as
     multi-row ``INSERT ... RETURNING`` batches ("insertmanyvalues"). A multi-row ``.values([...])``
@@ -135,9 +139,14 @@ async def insert_runs(conn: AsyncConnection, states: Sequence[RunState]) -> set[
         return set()
     result = await conn.execute(
         insert(runs).on_conflict_do_nothing().returning(runs.c.run_id),
-        [state_to_row(state) for state in states],
+        [state_to_row(state) | _lease_columns(leases, state.run_id) for state in states],
     )
     return {str(run_id) for run_id in result.scalars()}
+
+
+def _lease_columns(leases: Mapping[str, datetime] | None, run_id: str) -> dict[str, Any]:
+    until = leases.get(run_id) if leases else None
+    return {"lease_until": until, "claims": 1 if until is not None else 0}
 
 
 # Tenants with running runs are found by a skip scan over ``runs_due_by_tenant`` (one index probe

@@ -10,7 +10,7 @@ what that tenant has left.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -90,3 +90,22 @@ def continuation_lease(advanced: RunState, *, now: datetime, lease: timedelta) -
     if pending is None or advanced.next_due_at is None or advanced.next_due_at > now:
         return None
     return lease_for(pending, claimed_at=now, lease=lease) or now + lease
+
+
+def take_offered(
+    states: Sequence[RunState], plan: ClaimPlan, *, now: datetime, lease: timedelta
+) -> dict[str, datetime]:
+    """Which new runs a driver takes straight from their creation (run id → lease end): those whose
+    first step is due now, within ``plan``'s free slots in total and per tenant, in the given order."""
+    taken: Counter[str] = Counter()
+    leases: dict[str, datetime] = {}
+    for state in states:
+        if len(leases) >= plan.limit:
+            break
+        if taken[state.tenant_id] >= plan.free_for(state.tenant_id):
+            continue
+        until = continuation_lease(state, now=now, lease=lease)
+        if until is not None:
+            leases[state.run_id] = until
+            taken[state.tenant_id] += 1
+    return leases
