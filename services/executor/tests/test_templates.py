@@ -152,6 +152,20 @@ def test_templates_that_would_build_huge_values_or_run_long_are_stopped_early(te
     assert time.monotonic() - started < 2
 
 
+class Descheduled(dict[str, Any]):
+    """Data whose every read stalls the thread without using CPU, as a busy host's scheduler does."""
+
+    def __getitem__(self, key: str) -> Any:
+        time.sleep(0.08)
+        return super().__getitem__(key)
+
+
+def test_the_time_budget_counts_cpu_time_so_a_render_that_only_waited_still_succeeds() -> None:
+    context = {"slow": Descheduled(a=1, b=2, c=3)}
+    # three reads take 0.24 s of wall time, three times the budget, and almost no CPU
+    assert render("{{ slow.a }}-{{ slow.b }}-{{ slow.c }}", context, time_budget_seconds=0.08) == "1-2-3"
+
+
 # -- the sandbox ------------------------------------------------------------------------------
 
 
