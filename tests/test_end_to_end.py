@@ -50,7 +50,7 @@ async def timeline(http: httpx.AsyncClient, stack: Stack, tenant: str, **params:
 async def entries_for(http: httpx.AsyncClient, stack: Stack, tenant: str, automation_id: str,
                       count: int, **params: Any) -> list[dict[str, Any]]:
     async def check() -> list[dict[str, Any]] | None:
-        found = [e for e in (await timeline(http, stack, tenant, limit=500, **params))["entries"]
+        found = [e for e in (await timeline(http, stack, tenant, limit=500, **params))["events"]
                  if e["automation_id"] == automation_id and e["result"] != "running"]
         return found if len(found) >= count else None
 
@@ -74,15 +74,17 @@ async def test_rule_fires_over_kafka_and_skips_over_http_and_the_timeline_explai
     assert set(by_result) == {"success", "skipped"}
     success, skipped = by_result["success"], by_result["skipped"]
     for entry in (success, skipped):
-        assert set(entry) >= {"id", "automation_id", "automation_name", "category", "timestamp", "trigger_type",
-                              "result", "message", "workflow_id", "metadata"}
-        assert entry["automation_name"] == "Notify big order /orders" and entry["category"] == "sales"
+        assert set(entry) >= {"id", "automation_id", "automation_name", "automation_category", "timestamp",
+                              "trigger_type", "result", "message", "workflow", "metadata", "icon", "colour", "label",
+                              "relative_time"}
+        assert entry["automation_name"] == "Notify big order /orders" and entry["automation_category"] == "sales"
         assert entry["trigger_type"] == "event"
-    assert success["workflow_id"] and skipped["workflow_id"] is None
+    assert success["workflow"]["id"] == success["run_id"] and skipped["workflow"] is None
+    assert success["message"] == "Sent webhook to 127.0.0.1"
     assert "amount > 100 (was 20)" in skipped["message"]
 
     [delivery] = receiver.received("/orders")
-    assert delivery.headers["webhook-id"] == f"{success['workflow_id']}:step-1"
+    assert delivery.headers["webhook-id"] == f"{success['run_id']}:step-1"
     assert delivery.body == {"order_total": 250, "customer": "customer-42"}
 
     page = await timeline(http, stack, tenant)
@@ -90,13 +92,13 @@ async def test_rule_fires_over_kafka_and_skips_over_http_and_the_timeline_explai
     assert page["stats"]["total_events"] == 2 and page["stats"]["success"] == 1 and page["stats"]["skipped"] == 1
     assert page["stats"]["failed"] == 0 and page["stats"]["by_category"] == {"sales": 2}
     only_skipped = await timeline(http, stack, tenant, result="skipped")
-    assert [e["id"] for e in only_skipped["entries"]] == [skipped["id"]]
+    assert [e["id"] for e in only_skipped["events"]] == [skipped["id"]]
     assert (await timeline(http, stack, tenant, category="billing"))["total_count"] == 0
     assert (await timeline(http, stack, tenant, days=1))["total_count"] == 2
     paged = await timeline(http, stack, tenant, limit=1, offset=1)
-    assert len(paged["entries"]) == 1 and paged["total_count"] == 2
+    assert len(paged["events"]) == 1 and paged["total_count"] == 2
 
-    run = await http.get(f"{stack.url('executor')}/api/v1/runs/{success['workflow_id']}",
+    run = await http.get(f"{stack.url('executor')}/api/v1/runs/{success['run_id']}",
                          headers=bearer(stack.settings, tenant, "viewer"))
     assert run.status_code == 200 and run.json()["status"] == "succeeded"
 
@@ -173,14 +175,14 @@ async def test_tenants_cannot_see_or_change_each_other(
     assert (await http.post(f"{td}/api/v1/automations/{automation_id}/pause", headers=as_b)).status_code == 404
     assert (await http.get(f"{tp}/api/v1/timeline/{entry['id']}", headers=as_b)).status_code == 404
     assert (await timeline(http, stack, tenant_b))["total_count"] == 0
-    assert (await http.get(f"{stack.url('executor')}/api/v1/runs/{entry['workflow_id']}",
+    assert (await http.get(f"{stack.url('executor')}/api/v1/runs/{entry['run_id']}",
                            headers=as_b)).status_code == 404
     for url in (f"{td}/api/v1/automations", f"{tp}/api/v1/timeline",
-                f"{stack.url('executor')}/api/v1/runs/{entry['workflow_id']}"):
+                f"{stack.url('executor')}/api/v1/runs/{entry['run_id']}"):
         assert (await http.get(url)).status_code == 401
     # tenant A still sees its own entry in full
     mine = await http.get(f"{tp}/api/v1/timeline/{entry['id']}", headers=bearer(stack.settings, tenant_a, "viewer"))
-    assert mine.status_code == 200 and mine.json()["automation_id"] == automation_id
+    assert mine.status_code == 200 and mine.json()["event"]["automation_id"] == automation_id
 
 
 async def test_bad_rule_input_is_422_and_nothing_is_stored(stack: Stack, http: httpx.AsyncClient) -> None:

@@ -61,7 +61,7 @@ async def finished_runs(stack: Stack, tenant: str, automation_id: str, count: in
             page = (await http.get(f"{stack.url('timeline-projector')}/api/v1/executions",
                                    params={"automation_id": automation_id, "limit": 500},
                                    headers=bearer(stack.settings, tenant, "viewer"))).json()
-        done = [e for e in page["entries"] if e["result"] != "running"]
+        done = [e for e in page["executions"] if e["success"] is not None]
         return done if len(done) >= count else None
 
     return await wait_until(check, timeout=90, what=f"{count} finished runs")
@@ -81,7 +81,7 @@ async def test_executor_killed_mid_webhook_resumes_the_run_with_the_same_idempot
         await crash_stack.wait_ready(restarted)
         [entry] = await finished_runs(crash_stack, tenant, automation_id, 1)
     deliveries = receiver.received("/slow")
-    assert entry["result"] == "success"
+    assert entry["status"] == "success"
     assert len(deliveries) >= 2  # at-least-once: the interrupted attempt was sent again ...
     assert {d.headers["webhook-id"] for d in deliveries} == {f"{entry['run_id']}:step-1"}  # ... as the same effect
 
@@ -105,7 +105,7 @@ async def test_two_executor_replicas_share_the_work_and_deliver_each_run_once(cr
             await probe.publish_event(topics.DOMAIN_EVENTS,
                                       domain_event(tenant, "job.done", {"job": n}, subject=f"job-{n}"))
         entries = await finished_runs(crash_stack, tenant, automation_id, runs)
-    assert len(entries) == runs and {e["result"] for e in entries} == {"success"}
+    assert len(entries) == runs and {e["status"] for e in entries} == {"success"}
     keys = [d.headers["webhook-id"] for d in receiver.received("/scaled")]
     assert len(keys) == runs and len(set(keys)) == runs
     consumed = []

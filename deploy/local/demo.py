@@ -101,7 +101,8 @@ def main() -> int:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             page = client.get(f"{TIMELINE}/api/v1/timeline").raise_for_status().json()
-            if page["total_count"] >= len(EVENTS) and all(e["result"] != "running" for e in page["entries"]):
+            settled = all(e["result"] not in ("running", "awaiting_approval") for e in page["events"])
+            if page["total_count"] >= len(EVENTS) and settled:
                 break
             time.sleep(0.5)
     print(f"""

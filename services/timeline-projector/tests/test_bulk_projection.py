@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from timeline_builders import T0, completed, detected, finished, scheduled, skipped, started
 from timeline_projector import SCHEMA
 from timeline_projector.adapters import repository
-from timeline_projector.adapters.tables import timeline_entries
+from timeline_projector.adapters.tables import timeline_daily, timeline_entries, timeline_failure_reasons
+from timeline_projector.domain.aggregates import Aggregates, DailyKey, ReasonKey, Totals, recompute, trim
 from timeline_projector.domain.projection import EventMeta, TimelineEntry, entry_id_of, project
 from timeline_projector.handlers import EntryConflict, project_batch
 
@@ -92,6 +93,30 @@ async def stored(engine: AsyncEngine, entry_ids: Sequence[str]) -> dict[str, Tim
     return entries
 
 
+async def stored_aggregates(engine: AsyncEngine, tenant: str = TENANT) -> Aggregates:
+    """The tenant's aggregate rows as stored (rows that cancelled out to zero left out)."""
+    daily, reasons = timeline_daily, timeline_failure_reasons
+    async with engine.connect() as conn:
+        day_rows = (await conn.execute(sa.select(daily).where(daily.c.tenant_id == tenant))).mappings().all()
+        reason_rows = (await conn.execute(sa.select(reasons).where(reasons.c.tenant_id == tenant))).mappings().all()
+    return Aggregates(
+        {DailyKey(**{name: row[name] for name in DailyKey.__dataclass_fields__}):
+         Totals(entries=row["entries"], duration_count=row["duration_count"], duration_sum_ms=row["duration_sum_ms"],
+                duration_hist=trim(row["duration_hist"]), wait_count=row["wait_count"], wait_sum_ms=row["wait_sum_ms"],
+                wait_hist=trim(row["wait_hist"]))
+         for row in day_rows if row["entries"] != 0},
+        {ReasonKey(**{name: row[name] for name in ReasonKey.__dataclass_fields__}): row["failures"]
+         for row in reason_rows if row["failures"] != 0},
+    )
+
+
+async def all_stored(engine: AsyncEngine, tenant: str = TENANT) -> list[TimelineEntry]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(timeline_entries).where(timeline_entries.c.tenant_id == tenant))
+                ).mappings().all()
+    return [repository.entry_from_row(row) for row in rows]
+
+
 async def project_in_one_transaction(engine: AsyncEngine, batch: Sequence[Consumed[Payload]]) -> None:
     async with engine.begin() as conn:
         await project_batch(conn, batch)
@@ -115,9 +140,12 @@ async def test_a_batch_projected_in_one_call_equals_projecting_its_events_one_by
     expected = one_by_one(events)
     assert set(expected) == set(run_ids) | set(skip_ids)
     assert await stored(engine, list(expected)) == expected
-    # and applying the whole log once more changes nothing
+    aggregates = await stored_aggregates(engine)
+    assert aggregates == recompute(await all_stored(engine))
+    # and applying the whole log once more changes nothing, aggregates included
     await project_in_one_transaction(engine, list(reversed(shuffled)))
     assert await stored(engine, list(expected)) == expected
+    assert await stored_aggregates(engine) == aggregates
 
 
 async def test_two_concurrent_bulk_applications_on_the_same_new_entries_both_land(engine: AsyncEngine) -> None:
@@ -174,6 +202,8 @@ async def test_many_concurrent_bulk_applications_over_overlapping_entries_all_co
 
     everything = [item for run_id in run_ids for item in events[run_id]]
     assert await stored(engine, run_ids) == one_by_one(everything)
+    # the aggregates kept by delta by all those concurrent batches equal a recomputation from the entries
+    assert await stored_aggregates(engine) == recompute(await all_stored(engine))
 
 
 async def test_an_entry_conflict_fails_the_batch_without_writing_and_the_replay_projects_the_rest(

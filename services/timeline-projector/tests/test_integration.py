@@ -43,13 +43,16 @@ from automation_shared.testing import (
 from timeline_builders import completed, detected, finished, skipped, started
 from timeline_projector import SCHEMA, api, handlers
 from timeline_projector.adapters import repository
+from timeline_projector.domain.aggregates import trim
 from timeline_projector.domain.projection import EventMeta, TimelineEntry, entry_id_of, project
 from timeline_projector.main import create_app
 
 pytestmark = pytest.mark.integration
 
-ENTRY_FIELDS = {"id", "automation_id", "automation_name", "category", "timestamp", "trigger_type", "result",
-                "message", "workflow_id", "run_id", "metadata"}
+ENTRY_FIELDS = {"id", "automation_id", "automation_name", "automation_category", "timestamp", "trigger_type",
+                "result", "message", "workflow", "run_id", "metadata", "test_mode", "icon", "colour", "label",
+                "relative_time"}
+DETAIL_ONLY = {"steps", "errors"}
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
 
@@ -81,8 +84,10 @@ class Stack:
                          *, timeout: float = 60.0) -> dict[str, Any]:
         async def check() -> dict[str, Any] | None:
             response = await self.get(f"/api/v1/timeline/{entry_id}", tenant)
-            body: dict[str, Any] = response.json()
-            return body if response.status_code == 200 and ready(body) else None
+            if response.status_code != 200:
+                return None
+            event: dict[str, Any] = response.json()["event"]
+            return event if ready(event) else None
 
         return await wait_until(check, timeout=timeout, what=f"timeline entry {entry_id}")
 
@@ -133,12 +138,18 @@ async def test_a_complete_run_becomes_one_success_entry(stack: Stack) -> None:
                                    and "step-1" in body["metadata"]["steps"])
     page = (await stack.get("/api/v1/timeline", tenant_id)).json()
     assert page["total_count"] == 1
-    assert set(page["entries"][0]) == ENTRY_FIELDS
-    assert page["entries"][0] == entry
-    assert entry["run_id"] == entry["workflow_id"] == run_id
-    assert (entry["automation_name"], entry["category"], entry["trigger_type"]) == ("Big order alert", "sales", "event")
+    assert set(page["events"][0]) == ENTRY_FIELDS
+    assert set(entry) == ENTRY_FIELDS | DETAIL_ONLY
+    assert page["events"][0] == {key: value for key, value in entry.items() if key not in DETAIL_ONLY}
+    assert entry["run_id"] == entry["workflow"]["id"] == run_id
+    assert entry["workflow"] == {"id": run_id, "status": "succeeded", "action_type": "webhook"}
+    assert (entry["automation_name"], entry["automation_category"], entry["trigger_type"]) == (
+        "Big order alert", "sales", "event")
     assert datetime.fromisoformat(entry["timestamp"]) == BASE
-    assert entry["message"] == "run succeeded"
+    assert entry["message"] == "Sent webhook to 127.0.0.1"
+    assert (entry["icon"], entry["colour"], entry["label"], entry["relative_time"]) == (
+        "check-circle", "green", "Success", "1 hour ago")
+    assert entry["steps"][0]["step_id"] == "step-1" and entry["errors"] == []
     assert entry["metadata"]["steps"]["step-1"]["status"] == "completed"
     assert entry["metadata"]["duration_ms"] == 480
     assert page["stats"]["success"] == 1 and page["stats"]["total_events"] == 1
@@ -150,8 +161,8 @@ async def test_a_skipped_trigger_becomes_a_skipped_entry_with_its_message(stack:
     await stack.publish(topics.TRIGGER_SKIPPED, skipped(skip_id), tenant_id, at=BASE)
 
     entry = await stack.wait_entry(tenant_id, skip_id, lambda body: body["result"] == "skipped")
-    assert entry["message"] == "conditions not met: amount > 100 (was 50)"
-    assert entry["run_id"] is None and entry["workflow_id"] is None
+    assert entry["message"] == "Reason: Conditions not met: amount > 100 (was 50)"
+    assert entry["run_id"] is None and entry["workflow"] is None
     assert entry["metadata"]["skip_reason"] == "conditions_failed"
     assert datetime.fromisoformat(entry["timestamp"]) == BASE
 
@@ -166,8 +177,8 @@ async def test_run_finished_before_trigger_detected_still_yields_the_right_entry
     await stack.publish(topics.TRIGGER_DETECTED, detected(run_id, category="support"), tenant_id, at=BASE)
 
     entry = await stack.wait_entry(tenant_id, run_id, named_and("success"))
-    assert entry["message"] == "all done"
-    assert entry["category"] == "support"
+    assert entry["message"] == "All done"
+    assert entry["automation_category"] == "support"
     assert datetime.fromisoformat(entry["timestamp"]) == BASE
 
 
@@ -187,7 +198,7 @@ async def test_the_same_event_published_twice_counts_once(stack: Stack) -> None:
     page = (await stack.get("/api/v1/timeline", tenant_id)).json()
     assert page["total_count"] == 2
     assert page["stats"]["success"] == 2
-    assert [e["id"] for e in page["entries"]].count(run_id) == 1
+    assert [e["id"] for e in page["events"]].count(run_id) == 1
     assert entry["metadata"]["correlation_id"] == trigger.id
 
 
@@ -209,16 +220,16 @@ async def test_filters_paging_and_stats(stack: Stack) -> None:
         response = await stack.get(path, tenant_id, **params)
         assert response.status_code == 200, response.text
         body = response.json()
-        return [entry["id"] for entry in body["entries"]], body
+        return [entry["id"] for entry in body.get("events", body.get("executions"))], body
 
     everything, body = await ids()
     assert everything == [recent_success, recent_failure, skip_id, old_success]
     assert body["total_count"] == 4
     assert body["stats"] | {"by_result": None} == {
-        "total_events": 4, "success": 2, "skipped": 1, "failed": 1, "running": 0, "by_result": None,
-        "by_category": {"sales": 3, "support": 1},
+        "total_events": 4, "success": 2, "skipped": 1, "failed": 1, "running": 0, "awaiting_approval": 0,
+        "by_result": None, "by_category": {"sales": 3, "support": 1},
     }
-    assert (body["limit"], body["offset"]) == (50, 0)
+    assert (body["limit"], body["offset"]) == (100, 0)
 
     successes, body = await ids(result="success")
     assert successes == [recent_success, old_success]
@@ -239,13 +250,15 @@ async def test_filters_paging_and_stats(stack: Stack) -> None:
 
     runs, body = await ids("/api/v1/executions")
     assert runs == [recent_success, recent_failure, old_success] and body["total_count"] == 3
-    failed_runs, _ = await ids("/api/v1/executions", result="failed", automation_id="auto-b")
+    failed_runs, _ = await ids("/api/v1/executions", status="failed", automation_id="auto-b")
     assert failed_runs == [recent_failure]
+    errors, _ = await ids(result="errors")
+    assert errors == [recent_failure]
 
-    stats = (await stack.get("/api/v1/stats/tenant", tenant_id)).json()
-    assert (stats["total_events"], stats["success"], stats["skipped"], stats["failed"]) == (4, 2, 1, 1)
-    week = (await stack.get("/api/v1/stats/tenant", tenant_id, days=7)).json()
-    assert (week["total_events"], week["success"]) == (3, 1)
+    month = (await stack.get("/api/v1/stats", tenant_id, days=30)).json()
+    assert (month["total_events"], month["by_result"]["success"], month["by_result"]["skipped"]) == (4, 2, 1)
+    week = (await stack.get("/api/v1/stats", tenant_id, days=7)).json()
+    assert (week["total_events"], week["by_result"]["success"], week["success_rate"]) == (3, 1, 50.0)
 
 
 async def test_another_tenant_sees_nothing(stack: Stack) -> None:
@@ -255,9 +268,9 @@ async def test_another_tenant_sees_nothing(stack: Stack) -> None:
 
     assert (await stack.get(f"/api/v1/timeline/{skip_id}", other)).status_code == 404
     page = (await stack.get("/api/v1/timeline", other)).json()
-    assert (page["entries"], page["total_count"], page["stats"]["total_events"]) == ([], 0, 0)
-    assert (await stack.get("/api/v1/executions", other)).json()["entries"] == []
-    assert (await stack.get("/api/v1/stats/tenant", other)).json()["total_events"] == 0
+    assert (page["events"], page["total_count"], page["stats"]["total_events"]) == ([], 0, 0)
+    assert (await stack.get("/api/v1/executions", other)).json()["executions"] == []
+    assert (await stack.get("/api/v1/stats", other)).json()["total_events"] == 0
 
 
 async def test_an_unknown_entry_is_404(stack: Stack) -> None:
@@ -265,7 +278,7 @@ async def test_an_unknown_entry_is_404(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("path", ["/api/v1/timeline", "/api/v1/timeline/some-id", "/api/v1/executions",
-                                  "/api/v1/stats/tenant"])
+                                  "/api/v1/stats", "/api/v1/stats/automations/a1", "/api/v1/stats/analytics"])
 async def test_no_or_bad_token_is_401(stack: Stack, path: str) -> None:
     assert (await stack.client.get(path)).status_code == 401
     assert (await stack.client.get(path, headers={"Authorization": "Bearer not-a-jwt"})).status_code == 401
@@ -278,9 +291,14 @@ async def test_no_or_bad_token_is_401(stack: Stack, path: str) -> None:
     ("/api/v1/timeline", {"days": 0}),
     ("/api/v1/timeline", {"result": "exploded"}),
     ("/api/v1/timeline", {"limit": "many"}),
+    ("/api/v1/timeline", {"include_test": "maybe"}),
     ("/api/v1/executions", {"limit": 0}),
-    ("/api/v1/executions", {"result": "exploded"}),
-    ("/api/v1/stats/tenant", {"days": 0}),
+    ("/api/v1/executions", {"status": "exploded"}),
+    ("/api/v1/executions", {"status": "skipped"}),
+    ("/api/v1/executions", {"since": "yesterday"}),
+    ("/api/v1/executions", {"since": "0001-01-01T00:00:00+14:00"}),
+    ("/api/v1/stats", {"days": 0}),
+    ("/api/v1/stats/analytics", {"days": 3651}),
 ])
 async def test_bad_query_is_422_naming_the_field(stack: Stack, path: str, params: dict[str, Any]) -> None:
     response = await stack.get(path, tenant(), **params)
@@ -314,17 +332,18 @@ async def test_concurrent_runs_all_project_and_replaying_the_log_rebuilds_them(s
                            for i, run_id in enumerate(run_ids)))
 
     async def all_projected() -> dict[str, Any] | None:
-        body: dict[str, Any] = (await stack.get("/api/v1/executions", tenant_id, limit=100)).json()
-        done = [e for e in body["entries"] if e["result"] != "running" and e["automation_name"] is not None
+        body: dict[str, Any] = (await stack.get("/api/v1/timeline", tenant_id, limit=100)).json()
+        done = [e for e in body["events"] if e["result"] != "running" and e["automation_name"] is not None
                 and e["metadata"]["steps"]]
         return body if len(done) == len(run_ids) else None
 
     body = await wait_until(all_projected, timeout=60, what="all concurrent runs projected")
-    assert [entry["id"] for entry in body["entries"]] == run_ids
+    assert [entry["id"] for entry in body["events"]] == run_ids
 
     rebuilt = await replay_log(stack, tenant_id)
     assert {entry_id: api_shape(entry) for entry_id, entry in rebuilt.items()} == {
-        entry["id"]: entry | {"timestamp": datetime.fromisoformat(entry["timestamp"])} for entry in body["entries"]
+        entry["id"]: {key: entry[key] for key in API_SHAPE} | {"timestamp": datetime.fromisoformat(entry["timestamp"])}
+        for entry in body["events"]
     }
 
 
@@ -349,12 +368,16 @@ async def replay_log(stack: Stack, tenant_id: str) -> dict[str, TimelineEntry]:
     return entries
 
 
+API_SHAPE = ("id", "automation_id", "automation_name", "automation_category", "timestamp", "trigger_type", "result",
+             "message", "run_id", "metadata", "test_mode")
+
+
 def api_shape(entry: TimelineEntry) -> dict[str, Any]:
     return {
         "id": entry.id, "automation_id": entry.automation_id, "automation_name": entry.automation_name,
-        "category": entry.category, "timestamp": entry.timestamp,
+        "automation_category": entry.category, "timestamp": entry.timestamp,
         "trigger_type": entry.trigger_type, "result": entry.result.value, "message": entry.message,
-        "workflow_id": entry.workflow_id, "run_id": entry.run_id, "metadata": dict(entry.metadata),
+        "run_id": entry.run_id, "metadata": dict(entry.metadata), "test_mode": entry.test_mode,
     }
 
 
@@ -408,7 +431,7 @@ async def test_two_first_writers_of_one_entry_both_land(stack: Stack) -> None:
     await stack.publish_envelope(topics.TRIGGER_DETECTED, trigger_envelope, trigger)
     await stack.publish_envelope(topics.RUN_FINISHED, finish_envelope, finish)
     stored = await stack.wait_entry(tenant_id, run_id, named_and("success"), timeout=5)
-    assert stored["message"] == "all 1 steps completed"
+    assert stored["message"] == "All 1 steps completed"
     assert datetime.fromisoformat(stored["timestamp"]) == BASE
 
 
@@ -439,7 +462,7 @@ async def test_an_entry_conflict_in_a_batch_is_dead_lettered_and_the_rest_of_the
     letters = await stack.probe.wait_for(topics.dlq(topics.RUN_STARTED),
                                          lambda record: poison.id in (record["data"].get("value") or ""))
     assert letters[0]["data"]["error_type"] == "EntryConflict"
-    skip_entry = (await stack.get(f"/api/v1/timeline/{skip_id}", tenant_id)).json()
+    skip_entry = (await stack.get(f"/api/v1/timeline/{skip_id}", tenant_id)).json()["event"]
     assert (skip_entry["result"], skip_entry["run_id"]) == ("skipped", None)
 
 
@@ -468,6 +491,16 @@ async def test_replaying_every_topic_into_an_empty_schema_yields_the_same_rows(s
             result = await conn.execute(sa.text(f'SELECT * FROM "{schema}".timeline_entries ORDER BY id'))
             return [tuple(row) for row in result]
 
+    async def aggregates(schema: str) -> dict[str, set[tuple[Any, ...]]]:
+        """Every aggregate row but those of order-dependent tenants and those that cancelled to zero."""
+        found = {}
+        async with engine.connect() as conn:
+            for table, amount in (("timeline_daily", "entries"), ("timeline_failure_reasons", "failures")):
+                result = await conn.execute(sa.text(f'SELECT * FROM "{schema}".{table} WHERE {amount} <> 0'))
+                found[table] = {tuple(trim(value) if isinstance(value, list) else value for value in row)
+                                for row in result if row[0] not in ORDER_DEPENDENT_TENANTS}
+        return found
+
     try:
         original = await rows(stack.settings.db_schema(SCHEMA))
         async with running_app(rebuilt_app):
@@ -480,9 +513,14 @@ async def test_replaying_every_topic_into_an_empty_schema_yields_the_same_rows(s
             with contextlib.suppress(AssertionError):  # the comparison below shows what differs
                 await wait_until(caught_up, timeout=60, what="the rebuilt timeline to equal the original")
             rebuilt = await rows(rebuild_settings.db_schema(rebuild_base))
+            original_aggregates = await aggregates(stack.settings.db_schema(SCHEMA))
+            rebuilt_aggregates = await aggregates(rebuild_settings.db_schema(rebuild_base))
     finally:
         await engine.dispose()
     assert original
     comparable = [row for row in original if row[1] not in ORDER_DEPENDENT_TENANTS]
     assert {row[0]: row for row in rebuilt if row[1] not in ORDER_DEPENDENT_TENANTS} == {
         row[0]: row for row in comparable}
+    # the aggregates kept by delta, live and rebuilt, are the same rows
+    assert rebuilt_aggregates == original_aggregates
+    assert original_aggregates["timeline_daily"]

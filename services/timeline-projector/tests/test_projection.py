@@ -9,8 +9,10 @@ from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.events import Payload
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from timeline_builders import T0, completed, detected, finished, scheduled, skipped, started
+from timeline_builders import T0, completed, decided, detected, finished, requested, scheduled, skipped, started
 from timeline_projector.domain.projection import (
+    LIVE_RESULTS,
+    TERMINAL_RESULTS,
     EntryKind,
     EventMeta,
     ProjectionConflict,
@@ -87,8 +89,9 @@ def test_run_finished_succeeded_gives_success_with_the_finish_message_and_durati
     entry = apply_all(happy_run())
 
     assert entry.result is Result.SUCCESS
-    assert entry.message == "all 1 steps completed"
-    assert entry.metadata["duration_ms"] == 480
+    assert entry.message == "Sent webhook to 127.0.0.1"  # rendered from the rule's chain, not the executor's words
+    assert entry.metadata["outcome_message"] == "all 1 steps completed"
+    assert entry.metadata["duration_ms"] == 480 and entry.duration_ms == 480
     assert (entry.metadata["steps_completed"], entry.metadata["steps_failed"]) == (1, 0)
     assert entry.metadata["run_status"] == "succeeded"
     assert entry.timestamp == T0
@@ -102,7 +105,7 @@ def test_each_run_status_maps_to_its_result(status: str, result: Result) -> None
     entry = apply_all([("run.finished", finished(status=status, message=f"run {status}"), meta("e1"))])
 
     assert entry.result is result
-    assert entry.message == f"run {status}"
+    assert entry.message == f"Run {status}"  # no trigger fact: the outcome message, capitalized
 
 
 def test_trigger_skipped_gives_a_skipped_entry_with_the_skip_message() -> None:
@@ -112,7 +115,7 @@ def test_trigger_skipped_gives_a_skipped_entry_with_the_skip_message() -> None:
     assert entry.kind is EntryKind.SKIP
     assert entry.run_id is None and entry.workflow_id is None
     assert entry.result is Result.SKIPPED
-    assert entry.message == "conditions not met: amount > 100 (was 50)"
+    assert entry.message == "Reason: Conditions not met: amount > 100 (was 50)"
     assert entry.metadata["skip_reason"] == "conditions_failed"
     assert entry.metadata["condition_results"][0]["actual"] == 50
     assert entry.timestamp == T0 + timedelta(minutes=5)
@@ -127,8 +130,9 @@ def test_run_finished_before_trigger_detected_keeps_the_result_and_fills_in_the_
 
     after = apply_all([("trigger.detected", detected(), meta("e-detected", 0))], before)
 
+    assert before.message == "All 1 steps completed"
     assert after.result is Result.SUCCESS
-    assert after.message == "all 1 steps completed"
+    assert after.message == "All 1 steps completed"  # which steps completed is not known yet
     assert (after.automation_name, after.category, after.trigger_type) == ("Big order alert", "sales", "event")
     assert after.timestamp == T0
 
@@ -141,7 +145,7 @@ def test_a_terminal_result_is_not_overwritten_by_earlier_events_arriving_later()
     ])
 
     assert entry.result is Result.FAILED
-    assert entry.message == "step-1 failed"
+    assert entry.message == "Step-1 failed"  # its step completed: the outcome message is all there is
 
 
 def test_the_latest_attempt_of_a_step_wins_whatever_the_arrival_order() -> None:
@@ -217,35 +221,54 @@ STEP_STATUSES = st.sampled_from(["completed", "failed", "skipped", "dry_run"])
 
 @st.composite
 def run_events(draw: st.DrawFn) -> list[Event]:
-    """The events of one run: trigger, start, per-step attempts (with retries), maybe a finish."""
+    """The events of one run: trigger, start, maybe an approval (and its decision, which the approvals
+    service stamps with sequence 0), per-step attempts (with retries), maybe a finish, and after a
+    failed finish maybe a manual retry that re-opens the run."""
     sequence = 0
     minute = 0.0
 
     def next_meta(prefix: str) -> EventMeta:
         nonlocal sequence, minute
         minute += draw(st.floats(min_value=0, max_value=5))
-        return meta(f"{prefix}-{sequence}", minute)
+        return meta(f"{prefix}-{sequence}-{minute}", minute)
 
-    events: list[Event] = [("trigger.detected", detected(sequence=sequence), next_meta("detected"))]
+    events: list[Event] = [("trigger.detected", detected(sequence=sequence, test_mode=draw(st.booleans())),
+                            next_meta("detected"))]
     sequence += 1
     steps = draw(st.integers(min_value=0, max_value=3))
     events.append(("run.started", started(steps_total=steps, sequence=sequence), next_meta("started")))
-    for index in range(steps):
-        step_id = f"step-{index + 1}"
-        for attempt in range(1, draw(st.integers(min_value=1, max_value=3)) + 1):
-            if attempt > 1:
+    verdict = None
+    if draw(st.booleans()):
+        sequence += 1
+        events.append(("approval.requested", requested(sequence=sequence), next_meta("requested")))
+        if draw(st.booleans()):
+            verdict = draw(st.sampled_from(["granted", "rejected", "expired"]))
+            events.append(("approval.decided", decided(decision=verdict), next_meta("decided")))
+    if verdict in (None, "granted"):
+        for index in range(steps):
+            step_id = f"step-{index + 1}"
+            for attempt in range(1, draw(st.integers(min_value=1, max_value=3)) + 1):
+                if attempt > 1:
+                    sequence += 1
+                    events.append(("action.scheduled", scheduled(step_id=step_id, attempt=attempt, sequence=sequence),
+                                   next_meta("scheduled")))
                 sequence += 1
-                events.append(("action.scheduled", scheduled(step_id=step_id, attempt=attempt, sequence=sequence),
-                               next_meta("scheduled")))
-            sequence += 1
-            events.append(("action.completed",
-                           completed(step_id=step_id, attempt=attempt, status=draw(STEP_STATUSES), sequence=sequence,
-                                     duration_ms=draw(st.integers(min_value=0, max_value=10_000))),
-                           next_meta("completed")))
+                events.append(("action.completed",
+                               completed(step_id=step_id, attempt=attempt, status=draw(STEP_STATUSES),
+                                         sequence=sequence,
+                                         duration_ms=draw(st.integers(min_value=0, max_value=10_000)),
+                                         error=draw(st.sampled_from(["HTTP 503", "timeout"]))),
+                               next_meta("completed")))
     if draw(st.booleans()):
         sequence += 1
         status = draw(st.sampled_from(["succeeded", "failed", "rejected", "expired", "cancelled"]))
-        events.append(("run.finished", finished(status=status, sequence=sequence), next_meta("finished")))
+        events.append(("run.finished", finished(status=status, sequence=sequence,
+                                                duration_ms=draw(st.integers(min_value=0, max_value=10**8))),
+                       next_meta("finished")))
+        if status == "failed" and draw(st.booleans()):
+            sequence += 1
+            events.append(("action.scheduled", scheduled(step_id="step-1", attempt=9, sequence=sequence,
+                                                         reason="manual_retry"), next_meta("retry")))
     return events
 
 
@@ -271,8 +294,16 @@ def test_duplicates_anywhere_change_nothing(data: st.DataObject, events: list[Ev
 def test_a_finished_run_keeps_its_terminal_result_and_trigger_time(events: list[Event]) -> None:
     entry = apply_all(events)
     has_finish = any(event_type == "run.finished" for event_type, _, _ in events)
+    retried = events[-1][0] == "action.scheduled" and events[-1][1].reason == "manual_retry"  # type: ignore[union-attr]
+    verdicts = {payload.decision.value for event_type, payload, _ in events  # type: ignore[attr-defined]
+                if event_type == "approval.decided"}
 
-    assert (entry.result is not Result.RUNNING) == has_finish
+    if has_finish and not retried:
+        assert entry.result in TERMINAL_RESULTS and entry.duration_ms is not None
+    elif verdicts & {"rejected", "expired"}:
+        assert entry.result in (Result.REJECTED, Result.EXPIRED)
+    else:
+        assert entry.result in LIVE_RESULTS and entry.duration_ms is None
     assert entry.timestamp == events[0][2].time
     assert entry.automation_name == "Big order alert"
 

@@ -1,8 +1,10 @@
-"""Kafka subscribers of the timeline projector: one consumer group per projected topic.
+"""Kafka subscribers of the timeline projector: one consumer group per projected topic, plus
+``automation.rules`` for the rule facts the entry detail shows.
 
 Each handler receives a partition's batch in one transaction (inbox already claimed by the
 consumer), groups its events by entry, locks those entries with one statement, folds each
-entry's events with the pure projection and saves the outcomes with one insert and one update.
+entry's events with the pure projection and saves the outcomes with one insert and one update,
+then adds the batch's aggregate delta with one upsert per aggregate table.
 A duplicate is a no-op; events of one run arrive on different topics in any order and the
 projection is order-independent, so six consumers may project onto the same entries concurrently.
 """
@@ -14,13 +16,14 @@ from collections.abc import Sequence
 from functools import partial
 
 from automation_shared import topics
-from automation_shared.contracts.events import Payload
+from automation_shared.contracts.events import AutomationSnapshot, Payload
 from automation_shared.errors import PoisonMessage
 from automation_shared.messaging import BatchHandler, Consumed, Subscription, payload_of
 from automation_shared.service import Runtime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline_projector.adapters import repository
+from timeline_projector.domain.automations import automation_row
 from timeline_projector.domain.projection import (
     PROJECTED_TYPES,
     EventMeta,
@@ -39,7 +42,10 @@ SUBSCRIPTIONS: dict[str, str] = {
     topics.ACTION_COMPLETED: "timeline-action-completed",
     topics.ACTION_SCHEDULED: "timeline-action-scheduled",
     topics.RUN_FINISHED: "timeline-run-finished",
+    topics.APPROVAL_REQUESTED: "timeline-approval-requested",
+    topics.APPROVAL_DECIDED: "timeline-approval-decided",
 }
+RULES_CONSUMER = "timeline-automation-rules"
 
 
 class EntryConflict(PoisonMessage):
@@ -52,6 +58,19 @@ def register(runtime: Runtime) -> None:
         runtime.subscribe(Subscription(topic=topic, consumer=consumer, decode=payload_of(PROJECTED_TYPES[topic]),
                                        handler=projecting_handler(topic),
                                        description=f"Project `{topic}` events onto the tenant's timeline."))
+    runtime.subscribe(Subscription(topic=topics.AUTOMATION_RULES, consumer=RULES_CONSUMER,
+                                   decode=payload_of(AutomationSnapshot), handler=keep_newest_snapshots,
+                                   idempotent=True,
+                                   description="Keep each rule's newest name, description, category and status."))
+
+
+async def keep_newest_snapshots(conn: AsyncConnection, batch: Sequence[Consumed[AutomationSnapshot]]) -> None:
+    """Save each rule's newest snapshot; an older or repeated one changes nothing (hence idempotent)."""
+    await repository.save_automations(conn, [
+        automation_row(item.payload, tenant_id=item.envelope.tenantid,
+                       at=item.envelope.time or item.delivery.received_at).as_row()
+        for item in batch
+    ])
 
 
 def projecting_handler(topic: str) -> BatchHandler[Payload]:

@@ -1,14 +1,16 @@
-"""Reading and writing timeline entries in Postgres.
+"""Reading and writing the timeline's read models in Postgres.
 
-Writes run inside the handler's transaction. Readers build their ``WHERE`` clause from a
-:class:`TimelineFilter`, always scoped to one tenant.
+Writes run inside the handler's transaction: entries and, by delta, the aggregates they add up
+to (daily totals, failure reasons) in the same statements' transaction, so a reader never sees
+one without the other. Readers build their ``WHERE`` clause from a filter, always scoped to one
+tenant.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +18,15 @@ from automation_shared.errors import TransientError
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline_projector.adapters.tables import timeline_entries
+from timeline_projector.adapters.tables import (
+    DAILY_KEY,
+    REASON_KEY,
+    automations,
+    timeline_daily,
+    timeline_entries,
+    timeline_failure_reasons,
+)
+from timeline_projector.domain.aggregates import Aggregates, batch_delta
 from timeline_projector.domain.projection import (
     EntryKind,
     Result,
@@ -47,6 +57,7 @@ def entry_row(entry: TimelineEntry) -> dict[str, Any]:
         "metadata": dict(entry.metadata),
         "facts": facts_to_document(entry.facts),
         "updated_at": entry.updated_at,
+        "test_mode": entry.test_mode,
     }
 
 
@@ -97,8 +108,10 @@ async def apply_to_entry(conn: AsyncConnection, entry_id: str, apply: Apply) -> 
 async def apply_to_entries(conn: AsyncConnection, applies: Mapping[str, Apply]) -> dict[str, TimelineEntry]:
     """Apply a projection to each entry of ``applies`` and save the outcomes, in the caller's transaction.
 
-    Three statements whatever the number of entries: lock every stored entry (in id order),
-    insert the new ones (in id order, ``ON CONFLICT DO NOTHING``), update the changed ones.
+    Five statements at most whatever the number of entries: lock every stored entry (in id order),
+    insert the new ones (in id order, ``ON CONFLICT DO NOTHING``), update the changed ones, then
+    add the batch's aggregate delta (one row per key, in key order) to the daily totals and the
+    failure reasons.
     Every projection runs before anything is written, so an error (a
     :class:`~timeline_projector.domain.projection.ProjectionConflict`) leaves no partial write.
 
@@ -109,6 +122,7 @@ async def apply_to_entries(conn: AsyncConnection, applies: Mapping[str, Apply]) 
     than locking the late entry on top of the locks already held keeps every lock wait in one of
     two consistent orders (stored rows by id; uncommitted inserts by id), so concurrent consumers
     never deadlock. Each repetition turns at least one new entry into a stored one, which bounds them.
+    Aggregate rows are locked last, in key order, by every transaction, so they add no lock cycle.
 
     Raises:
         EntriesKeepRacing: still losing insert races after one attempt per entry (not expected).
@@ -128,8 +142,84 @@ async def apply_to_entries(conn: AsyncConnection, applies: Mapping[str, Apply]) 
                        if entry_id in stored and entry is not stored[entry_id] and entry != stored[entry_id]]
             if changed:
                 await conn.execute(_UPDATE_ENTRY, [update_row(entry) for entry in changed])
+            await add_aggregates(conn, batch_delta((stored.get(entry.id), entry) for entry in created + changed))
         return outcome
     raise EntriesKeepRacing(f"{len(entry_ids)} timeline entries kept being created by concurrent transactions")
+
+
+_DAILY_SUMS = ("entries", "duration_count", "duration_sum_ms", "wait_count", "wait_sum_ms")
+
+
+def _add_arrays(table: str, column: str) -> sa.ColumnElement[Any]:
+    """``table.column + excluded.column`` bucket-wise (histograms of different lengths zero-padded)."""
+    return sa.literal_column(
+        f"ARRAY(SELECT coalesce(a, 0) + coalesce(b, 0) FROM unnest({table}.{column}, excluded.{column}) "
+        "WITH ORDINALITY AS u(a, b, i) ORDER BY i)")
+
+
+_daily_insert = insert(timeline_daily)
+_UPSERT_DAILY = _daily_insert.on_conflict_do_update(
+    index_elements=list(DAILY_KEY),
+    set_={**{name: timeline_daily.c[name] + _daily_insert.excluded[name] for name in _DAILY_SUMS},
+          "duration_hist": _add_arrays("timeline_daily", "duration_hist"),
+          "wait_hist": _add_arrays("timeline_daily", "wait_hist")},
+)
+_reason_insert = insert(timeline_failure_reasons)
+_UPSERT_REASONS = _reason_insert.on_conflict_do_update(
+    index_elements=list(REASON_KEY),
+    set_={"failures": timeline_failure_reasons.c.failures + _reason_insert.excluded.failures},
+)
+
+
+def aggregate_upserts(change: Aggregates) -> list[tuple[Any, list[dict[str, Any]]]]:
+    """The statements adding ``change`` to the aggregate tables, with their rows in key order
+    (every writer locks aggregate rows in the same order, so concurrent batches never deadlock)."""
+    daily = [{**vars(key), "entries": totals.entries, "duration_count": totals.duration_count,
+              "duration_sum_ms": totals.duration_sum_ms, "duration_hist": list(totals.duration_hist),
+              "wait_count": totals.wait_count, "wait_sum_ms": totals.wait_sum_ms,
+              "wait_hist": list(totals.wait_hist)}
+             for key, totals in sorted(change.daily.items())]
+    reasons = [{**vars(key), "failures": count} for key, count in sorted(change.reasons.items())]
+    return [(_UPSERT_DAILY, daily), (_UPSERT_REASONS, reasons)]
+
+
+async def add_aggregates(conn: AsyncConnection, change: Aggregates) -> None:
+    """Add ``change`` to the aggregate tables (nothing to do for an empty change)."""
+    for statement, rows in aggregate_upserts(change):
+        if rows:
+            await conn.execute(statement, rows)
+
+
+# ------------------------------------------------------------------------------ automations
+
+a = automations
+_UPSERT_AUTOMATION = insert(a)
+_UPSERT_AUTOMATION = _UPSERT_AUTOMATION.on_conflict_do_update(
+    index_elements=[a.c.tenant_id, a.c.automation_id],
+    set_={name: _UPSERT_AUTOMATION.excluded[name]
+          for name in ("version", "name", "description", "category", "status", "updated_at")},
+    where=a.c.version < _UPSERT_AUTOMATION.excluded.version,
+)
+
+
+async def save_automations(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Keep the newest version of each rule (an older or repeated snapshot changes nothing)."""
+    newest: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for row in rows:
+        key = (row["tenant_id"], row["automation_id"])
+        if key not in newest or newest[key]["version"] < row["version"]:
+            newest[key] = row
+    if newest:
+        await conn.execute(_UPSERT_AUTOMATION, [dict(newest[key]) for key in sorted(newest)])
+
+
+async def fetch_automation(conn: AsyncConnection, tenant_id: str, automation_id: str) -> sa.RowMapping | None:
+    """The newest snapshot of a rule of ``tenant_id``."""
+    query = sa.select(a).where(a.c.tenant_id == tenant_id, a.c.automation_id == automation_id)
+    return (await conn.execute(query)).mappings().first()
+
+
+# ------------------------------------------------------------------------------ entry queries
 
 
 @dataclass(frozen=True)
@@ -137,26 +227,36 @@ class TimelineFilter:
     """Which entries of one tenant a query covers (everything but paging)."""
 
     tenant_id: str
-    result: Result | None = None
+    results: frozenset[Result] | None = None
     category: str | None = None
     automation_id: str | None = None
+    trigger_type: str | None = None
     since: datetime | None = None
+    until: datetime | None = None
     runs_only: bool = False
+    test_mode: bool | None = None
+    """``False``: only real entries; ``True``: only test runs; ``None``: both."""
 
 
 def where_clause(flt: TimelineFilter) -> sa.ColumnElement[bool]:
-    """The ``WHERE`` clause of ``flt``; always restricted to its tenant."""
+    """The ``WHERE`` clause of ``flt`` on the entries; always restricted to its tenant."""
     clauses: list[sa.ColumnElement[bool]] = [t.c.tenant_id == flt.tenant_id]
-    if flt.result is not None:
-        clauses.append(t.c.result == flt.result.value)
+    if flt.results is not None:
+        clauses.append(t.c.result.in_(sorted(result.value for result in flt.results)))
     if flt.category is not None:
         clauses.append(t.c.category == flt.category)
     if flt.automation_id is not None:
         clauses.append(t.c.automation_id == flt.automation_id)
+    if flt.trigger_type is not None:
+        clauses.append(t.c.trigger_type == flt.trigger_type)
     if flt.since is not None:
         clauses.append(t.c.timestamp >= flt.since)
+    if flt.until is not None:
+        clauses.append(t.c.timestamp < flt.until)
     if flt.runs_only:
         clauses.append(t.c.run_id.is_not(None))
+    if flt.test_mode is not None:
+        clauses.append(t.c.test_mode.is_(flt.test_mode))
     return sa.and_(*clauses)
 
 
@@ -171,28 +271,121 @@ def page_query(flt: TimelineFilter, *, limit: int, offset: int) -> sa.Select[Any
     )
 
 
-def counts_query(flt: TimelineFilter) -> sa.Select[Any]:
-    """``(result, category, count)`` groups over every entry matching ``flt``."""
-    return (
-        sa.select(t.c.result, t.c.category, sa.func.count().label("n"))
-        .where(where_clause(flt))
-        .group_by(t.c.result, t.c.category)
-    )
-
-
 async def fetch_page(conn: AsyncConnection, flt: TimelineFilter, *, limit: int, offset: int
                      ) -> list[sa.RowMapping]:
     """One page of stored rows matching ``flt``."""
     return list((await conn.execute(page_query(flt, limit=limit, offset=offset))).mappings().all())
 
 
-async def fetch_counts(conn: AsyncConnection, flt: TimelineFilter) -> list[tuple[str, str | None, int]]:
-    """Grouped counts of the rows matching ``flt``."""
-    rows = (await conn.execute(counts_query(flt))).all()
-    return [(str(result), category, int(count)) for result, category, count in rows]
+async def count_entries(conn: AsyncConnection, flt: TimelineFilter) -> int:
+    """How many entries match ``flt`` (a scan: only for a bounded range, e.g. part of one day)."""
+    return int(await conn.scalar(sa.select(sa.func.count()).select_from(t).where(where_clause(flt))) or 0)
 
 
 async def fetch_entry(conn: AsyncConnection, tenant_id: str, entry_id: str) -> sa.RowMapping | None:
     """The stored row ``entry_id`` if it belongs to ``tenant_id``."""
     query = sa.select(t).where(t.c.id == entry_id, t.c.tenant_id == tenant_id)
     return (await conn.execute(query)).mappings().first()
+
+
+async def automation_known(conn: AsyncConnection, tenant_id: str, automation_id: str) -> bool:
+    """Whether ``tenant_id`` has a rule ``automation_id`` (a snapshot or at least one entry)."""
+    snapshot = sa.select(a.c.automation_id).where(a.c.tenant_id == tenant_id, a.c.automation_id == automation_id)
+    entry = sa.select(t.c.id).where(t.c.tenant_id == tenant_id, t.c.automation_id == automation_id).limit(1)
+    return bool(await conn.scalar(sa.select(sa.or_(sa.exists(snapshot), sa.exists(entry)))))
+
+
+async def automation_names(conn: AsyncConnection, tenant_id: str, automation_ids: Sequence[str]) -> dict[str, str]:
+    """The current name of each rule: its newest snapshot's, else its newest named entry's."""
+    if not automation_ids:
+        return {}
+    ids = sa.func.unnest(sa.cast(list(automation_ids), ARRAY(sa.Text))).table_valued("id").render_derived(name="ids")
+    latest = (sa.select(t.c.automation_name).where(t.c.tenant_id == tenant_id, t.c.automation_id == ids.c.id,
+                                                  t.c.automation_name.is_not(None))
+              .order_by(t.c.timestamp.desc()).limit(1).scalar_subquery())
+    snapshot = (sa.select(a.c.name).where(a.c.tenant_id == tenant_id, a.c.automation_id == ids.c.id)
+                .scalar_subquery())
+    rows = (await conn.execute(sa.select(ids.c.id, sa.func.coalesce(snapshot, latest)))).all()
+    return {str(automation_id): str(name) for automation_id, name in rows if name is not None}
+
+
+# ------------------------------------------------------------------------------ aggregate queries
+
+d = timeline_daily
+
+
+@dataclass(frozen=True)
+class AggregateFilter:
+    """Which daily aggregate rows of one tenant a query covers."""
+
+    tenant_id: str
+    results: frozenset[Result] | None = None
+    category: str | None = None
+    automation_id: str | None = None
+    trigger_type: str | None = None
+    first_day: date | None = None
+    runs_only: bool = False
+    test_mode: bool | None = False
+    """``False`` (the default: stats leave test runs out), ``True`` or ``None`` (both)."""
+
+
+def daily_where(flt: AggregateFilter) -> sa.ColumnElement[bool]:
+    """The ``WHERE`` clause of ``flt`` on the daily aggregates; always restricted to its tenant."""
+    clauses: list[sa.ColumnElement[bool]] = [d.c.tenant_id == flt.tenant_id]
+    if flt.results is not None:
+        clauses.append(d.c.result.in_(sorted(result.value for result in flt.results)))
+    if flt.category is not None:
+        clauses.append(d.c.category == flt.category)
+    if flt.automation_id is not None:
+        clauses.append(d.c.automation_id == flt.automation_id)
+    if flt.trigger_type is not None:
+        clauses.append(d.c.trigger_type == flt.trigger_type)
+    if flt.first_day is not None:
+        clauses.append(d.c.day >= flt.first_day)
+    if flt.runs_only:
+        clauses.append(d.c.result != Result.SKIPPED.value)
+    if flt.test_mode is not None:
+        clauses.append(d.c.test_mode.is_(flt.test_mode))
+    return sa.and_(*clauses)
+
+
+async def daily_counts(conn: AsyncConnection, flt: AggregateFilter, *group_by: str) -> list[sa.RowMapping]:
+    """``group_by`` columns and the summed ``entries``, ``duration_*`` and ``wait_*`` of the rows of ``flt``."""
+    columns = [d.c[name] for name in group_by]
+    sums = [sa.func.coalesce(sa.func.sum(d.c[name]), 0).label(name) for name in _DAILY_SUMS]
+    query = sa.select(*columns, *sums).where(daily_where(flt))
+    if columns:
+        query = query.group_by(*columns)
+    return list((await conn.execute(query)).mappings().all())
+
+
+async def daily_histograms(conn: AsyncConnection, flt: AggregateFilter, column: str, *group_by: str
+                           ) -> dict[tuple[Any, ...], list[int]]:
+    """Bucket-wise sums of histogram ``column`` over the rows of ``flt``, per ``group_by`` values."""
+    bucket = sa.func.unnest(d.c[column]).table_valued("n", with_ordinality="i").render_derived()
+    columns = [d.c[name] for name in group_by]
+    query = (sa.select(*columns, bucket.c.i, sa.func.sum(bucket.c.n))
+             .select_from(d).join(bucket, sa.true())
+             .where(daily_where(flt)).group_by(*columns, bucket.c.i))
+    histograms: dict[tuple[Any, ...], list[int]] = {}
+    for row in (await conn.execute(query)).all():
+        key, index, count = tuple(row[:len(columns)]), int(row[-2]), int(row[-1])
+        histogram = histograms.setdefault(key, [])
+        histogram.extend([0] * (index - len(histogram)))
+        histogram[index - 1] += count
+    return histograms
+
+
+async def failure_reasons(conn: AsyncConnection, tenant_id: str, automation_id: str, *, first_day: date | None,
+                          include_test: bool, most: int) -> list[tuple[str, int]]:
+    """The ``most`` commonest failure reasons of a rule (ties: alphabetical)."""
+    f = timeline_failure_reasons
+    clauses = [f.c.tenant_id == tenant_id, f.c.automation_id == automation_id]
+    if first_day is not None:
+        clauses.append(f.c.day >= first_day)
+    if not include_test:
+        clauses.append(f.c.test_mode.is_(False))
+    total = sa.func.sum(f.c.failures).label("failures")
+    query = (sa.select(f.c.reason, total).where(*clauses).group_by(f.c.reason)
+             .having(sa.func.sum(f.c.failures) > 0).order_by(total.desc(), f.c.reason).limit(most))
+    return [(str(reason), int(count)) for reason, count in (await conn.execute(query)).all()]
