@@ -9,7 +9,7 @@ import pytest
 from automation_shared.contracts import events as ev
 from automation_shared.contracts.envelope import Envelope, parse_envelope
 from automation_shared.contracts.fixtures import golden_envelopes
-from automation_shared.contracts.registry import EVENT_TYPES, UPCASTERS, build, decode
+from automation_shared.contracts.registry import EVENT_TYPES, UPCASTERS, build, decode, decode_part
 from automation_shared.errors import (
     InvalidPayload,
     MalformedEnvelope,
@@ -19,6 +19,7 @@ from automation_shared.errors import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -120,6 +121,28 @@ def test_upcasters_bring_old_versions_to_the_current_model(monkeypatch: pytest.M
     old = _finished(dataschemaversion=1, data={"run_id": "r", "automation_id": "a", "automation_version": 1,
                                                "sequence": 3, "status": "failed", "duration_ms": 1, "summary": "boom"})
     assert decode(old, ev.RunFinished).message == "boom"
+
+
+class FinishedPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    run_id: str
+    duration_ms: int
+
+
+def test_a_part_of_a_payload_decodes_upcast_and_strict_without_validating_the_rest(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the rest may even be invalid (status), only the part's fields are read
+    part = decode_part(_finished(data={"run_id": "r", "duration_ms": 5, "status": "?"}), ev.RunFinished, FinishedPart)
+    assert part == FinishedPart(run_id="r", duration_ms=5)
+    with pytest.raises(InvalidPayload, match="duration_ms"):
+        decode_part(_finished(data={"run_id": "r", "duration_ms": "slow"}), ev.RunFinished, FinishedPart)
+    with pytest.raises(UnknownEventType):
+        decode_part(_finished(type="run.started"), ev.RunFinished, FinishedPart)
+    monkeypatch.setitem(EVENT_TYPES, "run.finished", (2, ev.RunFinished))
+    monkeypatch.setitem(UPCASTERS, ("run.finished", 1), lambda data: {**data, "duration_ms": data["ms"]})
+    assert decode_part(_finished(dataschemaversion=1, data={"run_id": "r", "ms": 7}), ev.RunFinished,
+                       FinishedPart).duration_ms == 7
 
 
 def test_build_carries_correlation_causation_and_extends_the_chain() -> None:

@@ -34,13 +34,14 @@ from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from automation_shared import metrics
 from automation_shared.contracts.envelope import Envelope, parse_envelope
 from automation_shared.contracts.events import DeadLetter, Payload
 from automation_shared.contracts.jsonsafe import MAX_DEPTH
-from automation_shared.contracts.registry import build, decode
+from automation_shared.contracts.registry import build, decode, decode_part
 from automation_shared.errors import PoisonMessage
 from automation_shared.failures import is_transient
 from automation_shared.inbox import claim_batch
@@ -104,6 +105,7 @@ def envelope_itself(envelope: Envelope, _delivery: Delivery) -> Envelope:
 
 
 M = TypeVar("M", bound=Payload)
+V = TypeVar("V", bound=BaseModel)
 
 
 def payload_of(model: type[M]) -> Callable[[Envelope, Delivery], M]:
@@ -115,6 +117,17 @@ def payload_of(model: type[M]) -> Callable[[Envelope, Delivery], M]:
 
     decode_payload.__name__ = f"decode_{model.__name__}"
     return decode_payload
+
+
+def part_of(model: type[Payload], part: type[V]) -> Callable[[Envelope, Delivery], V]:
+    """A :data:`Decode` giving only ``part``'s fields of ``model``'s payload (see
+    ``registry.decode_part``); an envelope that does not match is poison like with :func:`payload_of`."""
+
+    def decode_part_of(envelope: Envelope, _delivery: Delivery) -> V:
+        return decode_part(envelope, model, part)
+
+    decode_part_of.__name__ = f"decode_{part.__name__}"
+    return decode_part_of
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from automation_shared.contracts.jsonsafe import MAX_INGRESS_DEPTH
 from automation_shared.delivery import Outgoing, append_outbox
 from automation_shared.inbox import inbox_key
 from automation_shared.logging import get_logger
-from automation_shared.messaging import AfterCommit, Consumed, Delivery, Subscription, payload_of
+from automation_shared.messaging import AfterCommit, Consumed, Delivery, Subscription, part_of, payload_of
 from automation_shared.service import Runtime
 from automation_shared.system import new_uuid, utcnow
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -135,7 +135,7 @@ STATS_CONSUMERS = ("rule-stats-triggered", "rule-stats-finished")
 def register_stats(runtime: Runtime) -> None:
     """Keep each rule's execution statistics from ``trigger.detected`` and ``run.finished``."""
 
-    async def count_detected_runs(conn: AsyncConnection, batch: Sequence[Consumed[TriggerDetected]]) -> None:
+    async def count_detected_runs(conn: AsyncConnection, batch: Sequence[Consumed[run_stats.TriggeredRun]]) -> None:
         """Record that each run was triggered (and whether it is a test run)."""
         await run_stats.record_triggered(conn, [
             run_stats.Triggered(item.envelope.tenantid, item.envelope.time or item.delivery.received_at, item.payload)
@@ -148,7 +148,7 @@ def register_stats(runtime: Runtime) -> None:
             for item in batch])
 
     runtime.subscribe(Subscription(topic=topics.TRIGGER_DETECTED, consumer=STATS_CONSUMERS[0],
-                                   decode=payload_of(TriggerDetected),
+                                   decode=part_of(TriggerDetected, run_stats.TriggeredRun),
                                    handler=count_detected_runs, idempotent=True,
                                    description="Count each rule's runs for the rules API statistics."))
     runtime.subscribe(Subscription(topic=topics.RUN_FINISHED, consumer=STATS_CONSUMERS[1],

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from automation_shared.contracts.events import RunFinished, RunStatus, TriggerDetected
+from automation_shared.contracts.events import RunFinished, RunStatus
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,13 +24,25 @@ from trigger_detector.adapters.tables import automation_runs
 runs = automation_runs.c
 
 
+class TriggeredRun(BaseModel):
+    """The fields of ``trigger.detected`` the statistics keep (``messaging.part_of``: the trigger's
+    context and action chain, most of its bytes, are never validated here)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    run_id: str
+    automation_id: str
+    automation_version: int
+    test_mode: bool = False
+
+
 @dataclass(frozen=True)
 class Triggered:
     """A run started for a rule (from ``trigger.detected``)."""
 
     tenant_id: str
     at: datetime
-    trigger: TriggerDetected
+    trigger: TriggeredRun
 
 
 @dataclass(frozen=True)

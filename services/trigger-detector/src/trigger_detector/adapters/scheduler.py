@@ -71,19 +71,20 @@ class TimerLoop:
         raise NotImplementedError
 
     async def _claim_due(self, conn: AsyncConnection, table: sa.Table, now: datetime,
-                         *order: sa.ColumnElement[Any]) -> list[Any]:
+                         *order: sa.ColumnElement[Any]) -> tuple[list[Any], dict[str, ActiveRule]]:
         """Up to ``batch`` rows of ``table`` due by ``now`` (oldest first), locked ``FOR UPDATE SKIP
-        LOCKED`` so replicas never take the same one, each with its rule's version, status,
-        definition and deletion time."""
-        return list((await conn.execute(
-            sa.select(table, automations.c.version.label("rule_version"), automations.c.status,
-                      automations.c.definition, automations.c.deleted_at)
-            .join(automations, automations.c.id == table.c.automation_id)
-            .where(table.c.due_at <= now)
-            .order_by(table.c.due_at, *order)
-            .limit(self._batch)
-            .with_for_update(of=table, skip_locked=True)
+        LOCKED`` so replicas never take the same one, and the rules they belong to that can still
+        fire (deployed or paused, not deleted, loadable) by id.
+
+        Each rule is read and loaded once per pass, not once per row: a hundred thousand carts
+        abandoned under one rule used to decode and validate its definition a hundred thousand
+        times (profiled: a quarter of the detector's CPU while timers caught up).
+        """
+        rows = list((await conn.execute(
+            sa.select(table).where(table.c.due_at <= now).order_by(table.c.due_at, *order)
+            .limit(self._batch).with_for_update(skip_locked=True)
         )).all())
+        return rows, await _live_rules(conn, {row.automation_id for row in rows})
 
     def _count(self, outgoing: list[Outgoing]) -> None:
         """Count the pass's decisions (``automation_triggers_total``) by this loop's name and outcome."""
@@ -197,13 +198,13 @@ class BehaviorTimers(TimerLoop):
         """One pass: fire up to ``batch`` due timers; returns how many it claimed."""
         now = self._clock()
         async with self._runtime.unit_of_work() as conn:
-            rows = await self._claim_due(conn, behavior_states, now)
+            rows, rules = await self._claim_due(conn, behavior_states, now)
             firings: list[Firing] = []
             disarmed: dict[Key, BehaviorState] = {}
             for row in rows:
                 key = (row.automation_id, row.subject)
                 state = behavior_store.to_state(row)
-                rule = _live_rule(row)
+                rule = rules.get(row.automation_id)
                 trigger = next((t for t in rule.definition.triggers if isinstance(t, BEHAVIOR_TYPES)), None) \
                     if rule is not None else None
                 if rule is None or trigger is None:
@@ -221,15 +222,22 @@ class BehaviorTimers(TimerLoop):
         return len(rows)
 
 
-def _live_rule(row: Any) -> ActiveRule | None:
-    """The rule a timer belongs to, when it can still fire (deployed or paused, not deleted, loadable)."""
-    if row.deleted_at is not None or row.status not in (RuleStatus.DEPLOYED.value, RuleStatus.PAUSED.value):
-        return None
-    definition = repository.stored_definition(row.automation_id, row.definition)
-    if definition is None:
-        return None
-    return ActiveRule(automation_id=row.automation_id, version=row.rule_version, status=RuleStatus(row.status),
-                      definition=definition)
+async def _live_rules(conn: AsyncConnection, automation_ids: set[str]) -> dict[str, ActiveRule]:
+    """The rules of ``automation_ids`` that can still fire (deployed or paused, not deleted,
+    loadable), by id, each definition loaded once."""
+    if not automation_ids:
+        return {}
+    rows = await conn.execute(
+        sa.select(automations.c.id, automations.c.version, automations.c.status, automations.c.definition)
+        .where(automations.c.id.in_(sorted(automation_ids)), automations.c.deleted_at.is_(None),
+               automations.c.status.in_((RuleStatus.DEPLOYED.value, RuleStatus.PAUSED.value))))
+    rules = {}
+    for row in rows:
+        definition = repository.stored_definition(row.id, row.definition)
+        if definition is not None:
+            rules[row.id] = ActiveRule(automation_id=row.id, version=row.version, status=RuleStatus(row.status),
+                                       definition=definition)
+    return rules
 
 
 class DeferredFirings(TimerLoop):
@@ -247,9 +255,8 @@ class DeferredFirings(TimerLoop):
         """One pass; returns how many held detections it looked at."""
         now = self._clock()
         async with self._runtime.unit_of_work() as conn:
-            rows = await self._claim_due(conn, deferred_firings, now, deferred_firings.c.id)
-            live = {row.automation_id: rule for row in rows
-                    if row.status == RuleStatus.DEPLOYED.value and (rule := _live_rule(row)) is not None}
+            rows, rules = await self._claim_due(conn, deferred_firings, now, deferred_firings.c.id)
+            live = {automation_id: rule for automation_id, rule in rules.items() if rule.status is RuleStatus.DEPLOYED}
             fires = await flow_store.load_fires(
                 conn, {}, {a: w for a, r in live.items() if (w := flow.rule_window(r)) is not None}, now=now)
             released: list[Outgoing] = []
