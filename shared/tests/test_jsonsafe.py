@@ -240,3 +240,10 @@ def test_loads_strict_agrees_with_check_document(document: Any, ensure_ascii: bo
         return
     check_document(loaded)
     assert loaded == json.loads(raw)
+
+
+@pytest.mark.parametrize("literal", ["9223372036854775807", "18446744073709551616", "-123456789012345678901234567"])
+def test_integers_beyond_64_bits_stay_exact(literal: str) -> None:
+    # orjson (the fast path) reads these as floats; the slow path keeps every digit
+    value = loads_strict(f'{{"n": {literal}, "s": "x"}}'.encode())["n"]
+    assert type(value) is int and value == int(literal)

@@ -8,11 +8,15 @@ raise ``RecursionError``, and strings or keys holding NUL or unpaired surrogates
 Postgres ``jsonb``/``text`` refuse only once the event is half-processed. This module rejects
 all of them up front with one typed error, :class:`UnsafeJson`, naming where the problem is.
 
-It runs on every consumed record, so the common case is kept cheap: one shared decoder whose
-number hooks raise at the first refused literal (the document is then parsed again, keeping
-placeholders, to name the path), and a walk over the parsed document only when the text could
-hold a problem (a ``\\u0000`` or surrogate escape, or more brackets than the depth bound).
-About 3 µs on top of ``json.loads`` for a typical 1 KB event.
+It runs on every consumed record, so the common case is kept cheap: orjson parses it (three to
+four times faster than ``json``; profiled, JSON decoding was a tenth of the trigger-detector's
+and the executor's CPU), and a walk over the parsed document runs only when the text could hold
+a problem (a ``\\u0000`` or surrogate escape, or more brackets than the depth bound). orjson
+refuses non-finite numbers, overflowing floats and unpaired surrogates by itself; a document it
+refuses, and one with a run of 19 or more digits (orjson reads integers beyond 64 bits as
+floats, losing digits), goes through ``json`` instead: one shared decoder whose number hooks
+raise at the first refused literal (the document is then parsed again, keeping placeholders, to
+name the path) — the slow path that also words every error.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import json
 import math
 import re
 from typing import Any
+
+import orjson
 
 MAX_DEPTH = 64
 """Deepest nesting of objects/arrays accepted in a record (the top-level container is depth 1)."""
@@ -36,6 +42,7 @@ MAX_INT_DIGITS = 100
 _INT_LIMIT = 10**MAX_INT_DIGITS
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_RISKY_ESCAPE_BYTES = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 JsonPath = tuple[str | int, ...]
 
@@ -122,6 +129,42 @@ def loads_strict(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         UnsafeJson: for every failure (invalid UTF-8, syntax, non-finite number, too many
             digits, too deep, NUL or unpaired surrogate in a string or key), never anything else.
     """
+    if not _has_long_digit_run(raw):
+        try:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # refused: the slow path below says why, and where
+        else:
+            if _could_hide_a_problem(raw, max_depth):
+                check_document(document, max_depth=max_depth)
+            return document
+    return _loads_slow(raw, max_depth=max_depth)
+
+
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
+
+
+def _has_long_digit_run(raw: bytes | str) -> bool:
+    """Nineteen digits in a row: possibly an integer orjson would read as a float (beyond 64 bits).
+    (A translate and a substring search: a regex such as ``\\d{19}`` took four times orjson's parse.)"""
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    return _LONG_RUN in data.translate(_DIGITS_AS_ZERO)
+
+
+def _could_hide_a_problem(raw: bytes | str, max_depth: int) -> bool:
+    """Whether a parsed document needs the walk: JSON strings cannot hold a raw NUL (a control
+    character) and valid UTF-8 holds no surrogate, so an unsafe string needs a \\u0000 or
+    \\uD800-\\uDFFF escape (a valid pair also matches and merely costs a walk); nesting beyond the
+    bound needs as many brackets."""
+    if isinstance(raw, bytes):
+        return (b"\\" in raw and _RISKY_ESCAPE_BYTES.search(raw) is not None) \
+            or raw.count(b"{") + raw.count(b"[") > max_depth
+    return ("\\" in raw and _RISKY_ESCAPE.search(raw) is not None) or raw.count("{") + raw.count("[") > max_depth
+
+
+def _loads_slow(raw: bytes | str, *, max_depth: int) -> Any:
+    """:func:`loads_strict` with ``json``: exact big integers, and every refusal worded with its path."""
     if isinstance(raw, str):
         text = raw
     else:
@@ -139,10 +182,7 @@ def loads_strict(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         raise UnsafeJson(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
     except RecursionError as exc:
         raise UnsafeJson(f"nesting too deep (the limit is {max_depth} levels)") from exc
-    # JSON strings cannot hold a raw NUL (a control character) and valid UTF-8 holds no
-    # surrogate, so an unsafe string needs a \u0000 or \uD800-\uDFFF escape (a valid pair also
-    # matches and merely costs a walk); nesting beyond the bound needs as many brackets.
-    if ("\\" in text and _RISKY_ESCAPE.search(text)) or text.count("{") + text.count("[") > max_depth:
+    if _could_hide_a_problem(text, max_depth):
         check_document(document, max_depth=max_depth)
     return document
 
