@@ -51,6 +51,8 @@ from trigger_detector.domain.schedule import ScheduleError, plan_slots
 
 log = get_logger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
+FRESH = timedelta(seconds=2)
+"""Rows due within this long are "on time": a pass takes them before the older backlog."""
 
 
 class TimerLoop:
@@ -60,11 +62,12 @@ class TimerLoop:
     name = "timers"
 
     def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime], poll_seconds: float = 1.0,
-                 batch: int = 500) -> None:
+                 batch: int = 500, fresh: timedelta = FRESH) -> None:
         self._runtime = runtime
         self._clock = clock
         self._poll_seconds = poll_seconds
         self._batch = batch
+        self._fresh = fresh
 
     async def fire_due(self) -> int:
         """One pass; returns how many due rows it claimed."""
@@ -72,18 +75,29 @@ class TimerLoop:
 
     async def _claim_due(self, conn: AsyncConnection, table: sa.Table, now: datetime,
                          *order: sa.ColumnElement[Any]) -> tuple[list[Any], dict[str, ActiveRule]]:
-        """Up to ``batch`` rows of ``table`` due by ``now`` (oldest first), locked ``FOR UPDATE SKIP
-        LOCKED`` so replicas never take the same one, and the rules they belong to that can still
-        fire (deployed or paused, not deleted, loadable) by id.
+        """Up to ``batch`` rows of ``table`` due by ``now``, locked ``FOR UPDATE SKIP LOCKED`` so
+        replicas never take the same one, and the rules they belong to that can still fire
+        (deployed or paused, not deleted, loadable) by id.
+
+        **On time first, then the backlog.** Rows that came due within ``fresh`` are taken before
+        older ones (up to three quarters of the batch; the rest, and whatever the fresh ones leave,
+        goes to the oldest of the backlog). After an outage, oldest-first alone made every timer
+        due after the restart wait behind the whole backlog (bench (h): a p99 of 15 s for timers
+        due while a detector ran); now those stay on time while the backlog drains with the
+        capacity left, and a backlog always gets at least a quarter of each pass.
 
         Each rule is read and loaded once per pass, not once per row: a hundred thousand carts
         abandoned under one rule used to decode and validate its definition a hundred thousand
         times (profiled: a quarter of the detector's CPU while timers caught up).
         """
-        rows = list((await conn.execute(
-            sa.select(table).where(table.c.due_at <= now).order_by(table.c.due_at, *order)
-            .limit(self._batch).with_for_update(skip_locked=True)
-        )).all())
+        def due(*where: sa.ColumnElement[bool], limit: int) -> sa.Select[Any]:
+            return (sa.select(table).where(*where).order_by(table.c.due_at, *order).limit(limit)
+                    .with_for_update(skip_locked=True))
+
+        recent = now - self._fresh
+        rows = list((await conn.execute(due(table.c.due_at <= now, table.c.due_at > recent,
+                                            limit=max(1, self._batch * 3 // 4)))).all())
+        rows += (await conn.execute(due(table.c.due_at <= recent, limit=self._batch - len(rows)))).all()
         return rows, await _live_rules(conn, {row.automation_id for row in rows})
 
     def _count(self, outgoing: list[Outgoing]) -> None:
