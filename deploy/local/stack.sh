@@ -66,6 +66,11 @@ install_python() {
   VIRTUAL_ENV="$VENV" uv pip install --quiet -r requirements.lock
   VIRTUAL_ENV="$VENV" uv pip install --quiet --no-deps -e shared \
     -e services/trigger-detector -e services/executor -e services/approvals -e services/timeline-projector
+  # bytecode up front: uv installs none, and where PYTHONDONTWRITEBYTECODE is set every service
+  # process compiled its ~1,000 modules at each start (6.5 s -> 2.5 s to import two services, measured)
+  log "compiling Python bytecode"
+  "$PY" -m compileall -q -j 0 "$VENV/lib" shared/src services/*/src >/dev/null \
+    || log "bytecode compilation incomplete; modules compile when imported"
   echo "$inputs" >"$stamp"
 }
 

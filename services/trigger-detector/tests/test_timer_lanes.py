@@ -1,9 +1,11 @@
-"""Behaviour timers after an outage, on real Postgres: a pass takes the timers that just came due
-before the backlog, so an outage does not make every later timer late; the backlog still drains
-(oldest first) with at least a quarter of each pass. The loop's clock is fixed by hand."""
+"""Behaviour timers on real Postgres: a pass takes the timers that just came due before the backlog,
+so an outage does not make every later timer late; the backlog still drains (oldest first) with at
+least a quarter of each pass; and the loop wakes when the next timer is due, not a poll later."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +16,7 @@ from automation_shared.contracts.envelope import Envelope
 from automation_shared.contracts.rules import RuleStatus, validate_rule
 from automation_shared.plumbing_tables import outbox
 from automation_shared.service import Runtime, create_runtime
-from automation_shared.testing import prepare_namespace, settings_for, unique_namespace
+from automation_shared.testing import prepare_namespace, settings_for, unique_namespace, wait_until
 from trigger_detector import SCHEMA
 from trigger_detector.adapters import repository
 from trigger_detector.adapters.scheduler import BehaviorTimers
@@ -87,3 +89,23 @@ async def test_a_stream_of_fresh_timers_leaves_the_backlog_a_quarter_of_each_pas
     fired = await fired_subjects(runtime)
     assert sum(subject.startswith("old-") for subject in fired) == 2  # a quarter of the pass
     assert sorted(s for s in fired if s.startswith("old-")) == ["old-00", "old-01"]
+
+
+async def test_after_a_pass_the_loop_wakes_when_the_next_timer_comes_due_not_a_whole_poll_later(
+    runtime: Runtime
+) -> None:
+    start = datetime.now(UTC)
+    await arm(runtime, {"soon": start + timedelta(seconds=1)})
+    timers = BehaviorTimers(runtime, clock=lambda: datetime.now(UTC), poll_seconds=60)
+    loop = asyncio.create_task(timers.run())
+    try:
+        # the first pass finds nothing due; waiting its 60 s poll would miss this by far
+        await wait_until(lambda: _fired(runtime), timeout=20, what="the timer due in a second")
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+
+
+async def _fired(runtime: Runtime) -> bool:
+    return await fired_subjects(runtime) == ["soon"]

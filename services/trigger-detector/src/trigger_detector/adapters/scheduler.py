@@ -24,7 +24,7 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from automation_shared import metrics
@@ -51,6 +51,7 @@ from trigger_detector.domain.schedule import ScheduleError, plan_slots
 
 log = get_logger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
+MIN_WAIT_SECONDS = 0.05
 FRESH = timedelta(seconds=2)
 """Rows due within this long are "on time": a pass takes them before the older backlog."""
 
@@ -60,6 +61,8 @@ class TimerLoop:
     ``poll_seconds``, an error backs off (its transaction rolled back: what was due stays due)."""
 
     name = "timers"
+    due_column: ClassVar[sa.Column[Any] | None] = None
+    """The indexed due-time column of the loop's table, when a pass can ask when the next row is due."""
 
     def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime], poll_seconds: float = 1.0,
                  batch: int = 500, fresh: timedelta = FRESH) -> None:
@@ -116,10 +119,31 @@ class TimerLoop:
                 backoff = self._poll_seconds
             except Exception as exc:  # noqa: BLE001 - nothing was decided; the next pass retries
                 log.exception("timer_pass_failed", loop=self.name, error=repr(exc), retry_in=backoff)
-                claimed = 0
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-            if claimed < self._batch:
                 await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
+            if claimed < self._batch:
+                await asyncio.sleep(await self._until_next_due(backoff))
+
+    async def _until_next_due(self, poll: float) -> float:
+        """How long to wait after a pass that was not full: until the next row comes due, at most
+        ``poll`` and at least ``MIN_WAIT_SECONDS`` (rows due but held by another replica's pass must
+        not make this one spin).
+
+        Waiting the whole poll made timers due at a steady 1,700/s fire 1–2 s late at the median
+        (bench (h)): a pass found what was due, then slept a second while the next ones came due.
+        """
+        if self.due_column is None:
+            return poll
+        try:
+            async with self._runtime.engine.connect() as conn:
+                next_due = await conn.scalar(sa.select(sa.func.min(self.due_column)))
+        except Exception as exc:  # noqa: BLE001 - only the wait is at stake: poll as before
+            log.warning("timer_next_due_failed", loop=self.name, error=repr(exc))
+            return poll
+        if next_due is None:
+            return poll
+        return float(min(poll, max((next_due - self._clock()).total_seconds(), MIN_WAIT_SECONDS)))
 
 
 class ScheduleDriver(TimerLoop):
@@ -207,6 +231,7 @@ class BehaviorTimers(TimerLoop):
     """
 
     name = "behavior"
+    due_column = behavior_states.c.due_at
 
     async def fire_due(self) -> int:
         """One pass: fire up to ``batch`` due timers; returns how many it claimed."""
@@ -264,6 +289,7 @@ class DeferredFirings(TimerLoop):
     """
 
     name = "deferred"
+    due_column = deferred_firings.c.due_at
 
     async def fire_due(self) -> int:
         """One pass; returns how many held detections it looked at."""
