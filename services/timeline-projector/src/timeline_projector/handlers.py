@@ -4,7 +4,8 @@
 Each handler receives a partition's batch in one transaction (inbox already claimed by the
 consumer), groups its events by entry, locks those entries with one statement, folds each
 entry's events with the pure projection and saves the outcomes with one insert and one update,
-then adds the batch's aggregate delta with one upsert per aggregate table.
+then adds the batch's aggregate delta with one upsert per aggregate table and appends the entries
+it changed to the change log the live stream reads (one insert).
 A duplicate is a no-op; events of one run arrive on different topics in any order and the
 projection is order-independent, so six consumers may project onto the same entries concurrently.
 """
@@ -91,6 +92,7 @@ async def project_batch(conn: AsyncConnection, batch: Sequence[Consumed[Payload]
     one in any order). One conflicting event (an entry of another tenant or kind) fails the
     whole batch with :class:`EntryConflict` before anything is written; the consumer then
     replays the batch one record per transaction, so only that record is dead-lettered.
+    The entries it creates or changes go to the change log the live stream reads.
 
     Raises:
         EntryConflict: an event names an entry of another tenant or kind.
@@ -98,7 +100,7 @@ async def project_batch(conn: AsyncConnection, batch: Sequence[Consumed[Payload]
     try:
         return await repository.apply_to_entries(conn, {
             entry_id: partial(project_all, events=events) for entry_id, events in group_by_entry(batch).items()
-        })
+        }, log_changes=True)
     except ProjectionConflict as exc:
         raise EntryConflict(str(exc)) from exc
 

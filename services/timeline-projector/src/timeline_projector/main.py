@@ -6,7 +6,7 @@ from automation_shared.service import build_service, create_runtime
 from automation_shared.settings import Settings
 from fastapi import FastAPI
 
-from timeline_projector import SCHEMA, api, handlers
+from timeline_projector import SCHEMA, api, handlers, live
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -18,5 +18,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime,
         title="timeline-projector",
         description="Read models projected from the event log: timeline, run history and stats.",
-        routers=[api.create_router(runtime)],
+        routers=[live.create_router(runtime), api.create_router(runtime)],  # live first: /timeline/{entry_id}
     )

@@ -22,6 +22,7 @@ from timeline_projector.adapters.tables import (
     DAILY_KEY,
     REASON_KEY,
     automations,
+    timeline_changes,
     timeline_daily,
     timeline_entries,
     timeline_failure_reasons,
@@ -105,7 +106,8 @@ async def apply_to_entry(conn: AsyncConnection, entry_id: str, apply: Apply) -> 
     return (await apply_to_entries(conn, {entry_id: apply}))[entry_id]
 
 
-async def apply_to_entries(conn: AsyncConnection, applies: Mapping[str, Apply]) -> dict[str, TimelineEntry]:
+async def apply_to_entries(conn: AsyncConnection, applies: Mapping[str, Apply], *, log_changes: bool = False
+                           ) -> dict[str, TimelineEntry]:
     """Apply a projection to each entry of ``applies`` and save the outcomes, in the caller's transaction.
 
     Five statements at most whatever the number of entries: lock every stored entry (in id order),
@@ -123,6 +125,8 @@ async def apply_to_entries(conn: AsyncConnection, applies: Mapping[str, Apply]) 
     two consistent orders (stored rows by id; uncommitted inserts by id), so concurrent consumers
     never deadlock. Each repetition turns at least one new entry into a stored one, which bounds them.
     Aggregate rows are locked last, in key order, by every transaction, so they add no lock cycle.
+    With ``log_changes``, the entries created or changed are then appended to the change log
+    (:func:`record_changes`, which serialises the commits of its writers).
 
     Raises:
         EntriesKeepRacing: still losing insert races after one attempt per entry (not expected).
@@ -143,6 +147,8 @@ async def apply_to_entries(conn: AsyncConnection, applies: Mapping[str, Apply]) 
             if changed:
                 await conn.execute(_UPDATE_ENTRY, [update_row(entry) for entry in changed])
             await add_aggregates(conn, batch_delta((stored.get(entry.id), entry) for entry in created + changed))
+        if log_changes:
+            await record_changes(conn, created + changed)
         return outcome
     raise EntriesKeepRacing(f"{len(entry_ids)} timeline entries kept being created by concurrent transactions")
 
@@ -389,3 +395,81 @@ async def failure_reasons(conn: AsyncConnection, tenant_id: str, automation_id: 
     query = (sa.select(f.c.reason, total).where(*clauses).group_by(f.c.reason)
              .having(sa.func.sum(f.c.failures) > 0).order_by(total.desc(), f.c.reason).limit(most))
     return [(str(reason), int(count)) for reason, count in (await conn.execute(query)).all()]
+
+
+# ------------------------------------------------------------------------------ change log (live stream)
+
+CHANGES_CHANNEL = "timeline_changes"
+"""``NOTIFY`` channel of the change log; the payload is the schema, as namespaces share a database."""
+CHANGE_LOG_LOCK_SPACE = 7_201_106
+"""First key of the advisory lock that orders change-log writers (the second: the schema's hash)."""
+
+c = timeline_changes
+_LOCK_CHANGE_LOG = sa.text(
+    "SELECT pg_advisory_xact_lock(:space, hashtext(current_schema())), pg_notify(:channel, current_schema())")
+_INSERT_CHANGES = sa.text(
+    "INSERT INTO timeline_changes (tenant_id, entry_id, changed_at) "
+    "SELECT tenant_id, entry_id, clock_timestamp() FROM unnest(CAST(:tenants AS text[]), CAST(:entries AS text[])) "
+    "AS u(tenant_id, entry_id)")
+
+
+async def record_changes(conn: AsyncConnection, entries: Sequence[TimelineEntry]) -> None:
+    """Append one change row per entry to the change log, in the caller's transaction, and notify
+    listeners once it commits.
+
+    Change ids must become visible in id order, or a reader resuming after id 11 would miss an id
+    10 that committed later. So writers take a transaction-scoped advisory lock (one per schema)
+    before allocating ids and hold it until they commit: ids are allocated in commit order. Call
+    it last in the transaction, so the lock is held only for the insert and the commit.
+    """
+    if not entries:
+        return
+    await conn.execute(_LOCK_CHANGE_LOG, {"space": CHANGE_LOG_LOCK_SPACE, "channel": CHANGES_CHANNEL})
+    await conn.execute(_INSERT_CHANGES, {"tenants": [entry.tenant_id for entry in entries],
+                                         "entries": [entry.id for entry in entries]})
+
+
+async def change_bounds(conn: AsyncConnection) -> tuple[int, int]:
+    """The oldest and newest change ids kept (``0`` for both while the log is empty)."""
+    oldest, newest = (await conn.execute(sa.select(sa.func.min(c.c.id), sa.func.max(c.c.id)))).one()
+    return int(oldest or 0), int(newest or 0)
+
+
+async def changes_after(conn: AsyncConnection, tenant_id: str, after: int, *, limit: int) -> list[tuple[int, str]]:
+    """The first ``limit`` changes of ``tenant_id`` after change ``after``: (change id, entry id), in id order."""
+    query = (sa.select(c.c.id, c.c.entry_id).where(c.c.tenant_id == tenant_id, c.c.id > after)
+             .order_by(c.c.id).limit(limit))
+    return [(int(change_id), str(entry_id)) for change_id, entry_id in (await conn.execute(query)).all()]
+
+
+async def fetch_entries(conn: AsyncConnection, flt: TimelineFilter, entry_ids: Sequence[str]
+                        ) -> dict[str, sa.RowMapping]:
+    """The stored rows among ``entry_ids`` that match ``flt``, by id."""
+    query = sa.select(t).where(where_clause(flt), t.c.id == sa.any_(sa.cast(list(entry_ids), ARRAY(sa.Text))))
+    return {row["id"]: row for row in (await conn.execute(query)).mappings()}
+
+
+async def purge_changes(conn: AsyncConnection, *, older_than: datetime, chunk: int) -> int:
+    """Delete up to ``chunk`` of the oldest change rows written before ``older_than``.
+
+    Only ever a prefix of the log, and never its newest row: a reader then knows that a resume
+    point below the oldest id kept lost changes, and one above the newest id is not of this log.
+    """
+    kept = sa.select(sa.func.min(c.c.id)).where(c.c.changed_at >= older_than).scalar_subquery()
+    boundary = sa.func.coalesce(kept, sa.select(sa.func.max(c.c.id)).scalar_subquery())
+    doomed = sa.select(c.c.id).where(c.c.id < boundary).order_by(c.c.id).limit(chunk).scalar_subquery()
+    return (await conn.execute(c.delete().where(c.c.id.in_(doomed)))).rowcount
+
+
+def keyset_query(flt: TimelineFilter, *, after: tuple[datetime, str] | None, limit: int) -> sa.Select[Any]:
+    """The next ``limit`` entries matching ``flt`` after (``timestamp``, ``id``) ``after``, newest first."""
+    query = page_query(flt, limit=limit, offset=0)
+    if after is not None:
+        query = query.where(sa.tuple_(t.c.timestamp, t.c.id) < sa.tuple_(*after))
+    return query
+
+
+async def fetch_after(conn: AsyncConnection, flt: TimelineFilter, *, after: tuple[datetime, str] | None,
+                      limit: int) -> list[sa.RowMapping]:
+    """One keyset page (see :func:`keyset_query`)."""
+    return list((await conn.execute(keyset_query(flt, after=after, limit=limit))).mappings().all())

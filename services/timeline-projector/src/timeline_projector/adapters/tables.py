@@ -89,3 +89,16 @@ automations = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, comment="Event time of that version."),
     comment="The newest snapshot of each rule, for the entry detail's automation block.",
 )
+
+timeline_changes = sa.Table(
+    "timeline_changes",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True,
+              comment="Event id of the live stream; ids are allocated in commit order (see repository)."),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("entry_id", sa.Text, nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now(),
+              comment="Commit time (roughly): rows older than the retention are purged."),
+    comment="Entries created or changed, one row per entry and projection transaction, append-only.",
+)
+sa.Index("timeline_changes_tenant_id", timeline_changes.c.tenant_id, timeline_changes.c.id)
